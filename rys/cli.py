@@ -71,6 +71,12 @@ def _runs(kinds: list[str]) -> list[tuple[int, int, str]]:
     return out
 
 
+def _print_layer_map(kinds: list[str]) -> None:
+    for a, b, k in _runs(kinds):
+        span = f"{a}-{b}" if b != a else f"{a}"
+        click.echo(f"    {span:<9}{k}")
+
+
 def inspect_dict(m) -> dict:
     kinds = m.kinds()
     scalar = next((info for info in m.kind_infos if info.source == "scalar" and info.rule.is_periodic()), None)
@@ -124,8 +130,7 @@ def _print_inspect(d: dict) -> None:
              f"path {plan.describe(list(d['rys'].get('layer_path') or []))}")
     echo("  layer map")
     kinds = [x["kind"] + (" (extra)" if x["extra"] else "") for x in d["layers"]]
-    for a, b, k in _runs(kinds):
-        echo(f"    {a:>4}{'-' + str(b) if b != a else '':<6} {k}")
+    _print_layer_map(kinds)
 
 
 @cli.command()
@@ -195,20 +200,17 @@ def build(model, spec, out, layout, force, quiet):
       rys build model.gguf 1-2,5-6 -o model-two-blocks.gguf
       rys build model.gguf 'path:0-9,12-31' --force
     """
-    from .model import load
-    from .rewrite import build as do_build
-    from .rewrite import make_plan
+    from .rewrite import prepare, write_plan
 
     _sigterm_as_interrupt()
-    m = load(model)
-    p = make_plan(m, spec, layout)  # fail fast before the progress bar appears
+    p, out_path = prepare(model, spec, out, layout, force)  # every check before the progress bar
     bar = None
     if not quiet:
         from tqdm import tqdm
 
         bar = tqdm(total=p.n_bytes, unit="B", unit_scale=True, desc="copying", file=sys.stderr, leave=False)
     try:
-        result = do_build(model, spec, out, layout, force, bar.update if bar else None)
+        result = write_plan(p, out_path, force, bar.update if bar else None)
     finally:
         if bar:
             bar.close()
@@ -216,7 +218,7 @@ def build(model, spec, out, layout, force, quiet):
         click.echo(f"note: {note}", err=True)
     full = result.plan.full_path
     click.echo(f"{len(full)} layers: {plan.describe(result.plan.trunk_path)}"
-               + (f" + {m.n_extra} extra" if m.n_extra else "")
+               + (f" + {p.model.n_extra} extra" if p.model.n_extra else "")
                + f"; {_human_bytes(result.out.stat().st_size)} in {result.seconds:.1f} s", err=True)
     click.echo(str(result.out))
 
@@ -246,8 +248,7 @@ def verify(model, tokens, prompt, as_json):
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{report['file']}: loaded by llama.cpp {report['llama_cpp']} ({report['n_layer']} layers)")
-    for a, b, k in _runs(report["llama_kinds"]):
-        click.echo(f"    {a:>4}{'-' + str(b) if b != a else '':<6} {k}")
+    _print_layer_map(report["llama_kinds"])
     click.echo(f"decoded {report['n_decoded']} tokens: {report['text']!r}")
     click.echo("logits finite: yes; layer kinds match rys: yes")
 

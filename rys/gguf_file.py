@@ -246,6 +246,20 @@ def _copy_buffered(src_fd: int, dst_fd: int, src_off: int, dst_off: int, n: int)
     return done
 
 
+def check_output(out: Path, force: bool, need_bytes: int) -> None:
+    """Refuse an existing output (without force), a missing folder, or too little space."""
+    if out.is_dir():
+        raise RysError(f"{out} is a directory")
+    if out.exists() and not force:
+        raise RysError(f"{out} exists; use --force to overwrite")
+    folder = out.parent
+    if not folder.is_dir():
+        raise RysError(f"output folder {folder} does not exist")
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise RysError(f"not enough free space in {folder}: need {need_bytes / 1e9:.2f} GB, have {free / 1e9:.2f} GB")
+
+
 @contextlib.contextmanager
 def atomic_output(out: Path, force: bool, need_bytes: int) -> Iterator[Path]:
     """Yield a temporary path beside `out`; rename it to `out` only on success.
@@ -254,16 +268,8 @@ def atomic_output(out: Path, force: bool, need_bytes: int) -> Iterator[Path]:
     free space than `need_bytes`. On any exception (Ctrl-C included) the
     temporary file is removed, so no partial output is ever left behind.
     """
-    if out.exists() and not force:
-        raise RysError(f"{out} exists; use --force to overwrite")
-    if out.is_dir():
-        raise RysError(f"{out} is a directory")
+    check_output(out, force, need_bytes)
     folder = out.parent
-    if not folder.is_dir():
-        raise RysError(f"output folder {folder} does not exist")
-    free = shutil.disk_usage(folder).free
-    if free < need_bytes:
-        raise RysError(f"not enough free space in {folder}: need {need_bytes / 1e9:.2f} GB, have {free / 1e9:.2f} GB")
     tmp = folder / f".{out.name}.rys-tmp-{os.getpid()}"
     try:
         yield tmp

@@ -20,7 +20,7 @@ import gguf
 from . import __version__
 from . import plan
 from .errors import RysError
-from .gguf_file import Placement, Value, atomic_output, data_size, write
+from .gguf_file import Placement, Value, atomic_output, check_output, data_size, write
 from .model import BLOCK_RE, Model, check_known, infer_kinds, load
 
 LAYOUTS = ("auto", "interval", "explicit")
@@ -185,17 +185,32 @@ def _placements(p: Plan) -> list[Placement]:
     return before + layer_tensors + after
 
 
-def build(src, spec_text: str, out=None, layout: str = "auto", force: bool = False,
-          progress: Callable[[int], None] | None = None) -> BuildResult:
-    """Write the rewritten model atomically; returns where and what was written."""
-    start = time.perf_counter()
+def prepare(src, spec_text: str, out=None, layout: str = "auto", force: bool = False) -> tuple[Plan, Path]:
+    """Plan the rewrite and check the output location; writes nothing."""
     model = load(src)
     p = make_plan(model, spec_text, layout)
     out = Path(out) if out else default_output(model.path, p.label)
-    if out.resolve() == model.path.resolve():
+    if out.exists() and out.resolve() == model.path.resolve():
         raise RysError(f"{out} is the input file; choose another output with -o")
-    header_guess = model.file.tensors[0].offset if model.file.tensors else 1 << 20
-    with atomic_output(out, force, p.n_bytes + header_guess) as tmp:
-        write(tmp, model.file, p.fields, p.placements, progress)
+    check_output(out, force, _need_bytes(p))
+    return p, out
+
+
+def _need_bytes(p: Plan) -> int:
+    header_guess = p.model.file.tensors[0].offset if p.model.file.tensors else 1 << 20
+    return p.n_bytes + header_guess
+
+
+def write_plan(p: Plan, out: Path, force: bool = False, progress: Callable[[int], None] | None = None) -> BuildResult:
+    """Write the planned file atomically (temporary file, fsync, rename)."""
+    start = time.perf_counter()
+    with atomic_output(out, force, _need_bytes(p)) as tmp:
+        write(tmp, p.model.file, p.fields, p.placements, progress)
     return BuildResult(out, p, time.perf_counter() - start)
 
+
+def build(src, spec_text: str, out=None, layout: str = "auto", force: bool = False,
+          progress: Callable[[int], None] | None = None) -> BuildResult:
+    """Plan and write in one call; returns where and what was written."""
+    p, out = prepare(src, spec_text, out, layout, force)
+    return write_plan(p, out, force, progress)
