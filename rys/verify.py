@@ -41,16 +41,11 @@ class _LogCapture:
         return self
 
     def __exit__(self, *exc):
-        # Back to a silent logger; the callback object must outlive any late calls.
-        self._llama_cpp.llama_log_set(_silent, ctypes.c_void_p(0))
+        # Hand logging back to llama-cpp-python's own callback (it filters by verbosity).
+        from llama_cpp._logger import llama_log_callback
+
+        self._llama_cpp.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
         return False
-
-
-def _silent_impl(level, text, user_data):
-    return None
-
-
-_silent = None
 
 
 def _error_lines(lines: list[str]) -> str:
@@ -89,17 +84,14 @@ def _llama_kinds(model, flags: dict[str, list]) -> list[str]:
 
 
 def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_threads: int | None = None) -> dict:
-    global _silent
     import llama_cpp
 
-    if _silent is None:
-        _silent = llama_cpp.llama_log_callback(_silent_impl)
     model = load(path)
     n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
     with _LogCapture() as log:
         try:
             llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=n_threads, n_batch=64,
-                                  verbose=True, logits_all=False)
+                                  verbose=False, logits_all=False)
         except (ValueError, RuntimeError) as exc:
             raise RysError(f"llama.cpp could not load {Path(path).name}: {_error_lines(log.lines)}") from exc
     try:
@@ -107,7 +99,8 @@ def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_
         decoded: list[int] = []
         for _ in range(n_tokens):
             llm.eval(tokens if not decoded else [decoded[-1]])
-            logits = np.asarray(llm.scores[llm.n_tokens - 1])
+            # logits of the last position; llama-cpp-python keeps .scores only with logits_all
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
             if not np.all(np.isfinite(logits)):
                 raise RysError(f"{Path(path).name}: llama.cpp produced NaN or infinite logits "
                                f"after {len(decoded)} decoded tokens")

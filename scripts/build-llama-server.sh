@@ -21,6 +21,7 @@ fi
 src="$cache/src/llama_cpp_python-$version"
 [ -d "$src/vendor/llama.cpp" ] || tar -xzf "$sdist" -C "$cache/src"
 build="$cache/build/llama.cpp-$version"
+mkdir -p "$cache/build"
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 extra=()
 if [ "$(uname -s)" = "Darwin" ]; then extra+=(-DGGML_METAL=ON); fi
