@@ -4,6 +4,11 @@ llama.cpp's "gpt2" tokenizer maps every byte to one printable character
 (the byte-level BPE alphabet) before merging. With no merges at all each
 byte of the text becomes one token, so 256 tokens plus BOS/EOS can encode
 any text and the model's vocabulary stays tiny (n_vocab = 258).
+
+llama.cpp refuses a "gpt2" vocabulary without a merges key, and gguf-py
+silently drops (add_token_merges) or refuses (add_key_value) an empty array,
+so the file carries one merge that can never apply: a rule without a space
+parses as the pair ("", ""), and no symbol is empty.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ N_BYTES = 256
 BOS_ID = 256
 EOS_ID = 257
 N_VOCAB = 258
+NO_MERGE = "-"  # see the module docstring
 
 
 def byte_alphabet() -> list[str]:
@@ -41,7 +47,7 @@ def add_byte_vocab(writer: gguf.GGUFWriter) -> None:
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges([])
+    writer.add_token_merges([NO_MERGE])
     writer.add_bos_token_id(BOS_ID)
     writer.add_eos_token_id(EOS_ID)
     writer.add_add_bos_token(False)
