@@ -3,12 +3,9 @@
 llama.cpp's "gpt2" tokenizer maps every byte to one printable character
 (the byte-level BPE alphabet) before merging. With no merges at all each
 byte of the text becomes one token, so 256 tokens plus BOS/EOS can encode
-any text and the model's vocabulary stays tiny (n_vocab = 258).
-
-llama.cpp refuses a "gpt2" vocabulary without a merges key, and gguf-py
-silently drops (add_token_merges) or refuses (add_key_value) an empty array,
-so the file carries one merge that can never apply: a rule without a space
-parses as the pair ("", ""), and no symbol is empty.
+any text and the model's vocabulary stays tiny. llama.cpp insists on a
+non-empty merge list, so there is one merge ("h" + "e" -> "he"), giving
+n_vocab = 259.
 """
 
 from __future__ import annotations
@@ -16,10 +13,10 @@ from __future__ import annotations
 import gguf
 
 N_BYTES = 256
-BOS_ID = 256
-EOS_ID = 257
-N_VOCAB = 258
-NO_MERGE = "-"  # see the module docstring
+MERGED_ID = 256  # "he"
+BOS_ID = 257
+EOS_ID = 258
+N_VOCAB = 259
 
 
 def byte_alphabet() -> list[str]:
@@ -40,14 +37,14 @@ def byte_alphabet() -> list[str]:
 
 
 def add_byte_vocab(writer: gguf.GGUFWriter) -> None:
-    """Write tokenizer keys for the 258-token byte vocabulary."""
-    tokens = byte_alphabet() + ["<s>", "</s>"]
-    types = [gguf.TokenType.NORMAL] * N_BYTES + [gguf.TokenType.CONTROL] * 2
+    """Write tokenizer keys for the 259-token byte vocabulary."""
+    tokens = byte_alphabet() + ["he", "<s>", "</s>"]
+    types = [gguf.TokenType.NORMAL] * (N_BYTES + 1) + [gguf.TokenType.CONTROL] * 2
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges([NO_MERGE])
+    writer.add_token_merges(["h e"])
     writer.add_bos_token_id(BOS_ID)
     writer.add_eos_token_id(EOS_ID)
     writer.add_add_bos_token(False)
