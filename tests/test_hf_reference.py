@@ -212,3 +212,17 @@ def test_round_trip_along_a_path(tmp_path, models, model_name, path_name):
     rebuilt.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=False)
     rebuilt.tie_weights()
     assert _max_diff(hf_logits(rebuilt, TOKENS), hf_logits(model, TOKENS, path)) <= TOL[arch]
+
+
+@pytest.mark.parametrize("spec", [s for s in PATHS if s != "identity"])
+@pytest.mark.parametrize("model_name", MODELS)
+def test_rys_build_matches_hf(tmp_path, models, model_name, spec):
+    """`rys build` on the identity GGUF gives llama.cpp the logits HF computes along the path."""
+    rewrite = pytest.importorskip("rys.rewrite")
+    if not hasattr(rewrite, "build"):
+        pytest.skip("rys.rewrite.build is not there yet")
+    src = _gguf(tmp_path, model_name, models)
+    out = rewrite.build(src, spec, tmp_path / "built.gguf", layout="auto").out
+    ours = llama_cpp_logits(out, TOKENS)
+    ref = hf_logits(models[model_name], TOKENS, PATHS[spec])
+    assert _max_diff(ours, ref) <= TOL[MODELS[model_name][0]]
