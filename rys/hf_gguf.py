@@ -99,10 +99,11 @@ def _dims(arch: str, cfg: Mapping) -> Dims:
         return Dims(**base)
     k_dim, v_dim = _need(cfg, "linear_key_head_dim"), _need(cfg, "linear_value_head_dim")
     if k_dim != v_dim:
-        raise RysError(f"qwen35: llama.cpp needs linear_key_head_dim == linear_value_head_dim (got {k_dim} and {v_dim})")
+        raise RysError(f"qwen35: llama.cpp needs linear_key_head_dim == linear_value_head_dim ({k_dim} != {v_dim})")
     k_heads, v_heads = _need(cfg, "linear_num_key_heads"), _need(cfg, "linear_num_value_heads")
     if v_heads % k_heads:
-        raise RysError(f"qwen35: linear_num_value_heads ({v_heads}) is not a multiple of linear_num_key_heads ({k_heads})")
+        raise RysError(f"qwen35: linear_num_value_heads ({v_heads}) is not a multiple of "
+                       f"linear_num_key_heads ({k_heads})")
     return Dims(**base, lin_k_heads=k_heads, lin_v_heads=v_heads, lin_head_dim=k_dim)
 
 
