@@ -9,7 +9,7 @@ import numpy as np
 TOKENS = [257, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 84]  # BOS + "Hello, world!\nT"
 
 
-def llama_logits(path: Path, tokens: list[int] = TOKENS, n_threads: int = 2) -> np.ndarray:
+def llama_logits(path: Path, tokens: list[int] = TOKENS, n_threads: int = 1) -> np.ndarray:
     """(len(tokens), n_vocab) float32 logits of every position."""
     from llama_cpp import Llama
 

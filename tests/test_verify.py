@@ -35,4 +35,4 @@ def test_verify_explains_a_file_llama_cannot_load(tmp_path):
     r = CliRunner().invoke(cli, ["verify", str(bad)])
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: llama.cpp could not load bad.gguf: ")
-    assert "missing tensor" in r.stderr and r.stderr.count("\n") == 1
+    assert "not found" in r.stderr and r.stderr.count("\n") == 1
