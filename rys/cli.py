@@ -253,6 +253,51 @@ def verify(model, tokens, prompt, as_json):
     click.echo("logits finite: yes; layer kinds match rys: yes")
 
 
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--ctx", default=4096, show_default=True, help="Context size of each slot, in tokens.")
+@click.option("--slots", default=1, show_default=True, help="Requests served at once (llama-server's -np).")
+@click.option("--threads", type=int, help="CPU threads [default: physical cores].")
+@click.option("--server-bin", type=click.Path(dir_okay=False, path_type=str),
+              help="llama-server binary [default: $RYS_LLAMA_SERVER, PATH, then `make llama-server`'s build].")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Write llama-server's log to this file instead of the terminal.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@_user_errors
+def serve(model, port, host, ctx, slots, threads, server_bin, log_path, extra):
+    """Serve MODEL with llama-server in the foreground until Ctrl-C.
+
+    \b
+    Uses the same defaults as the sweep: the model's chat template (--jinja),
+    -c CTX*SLOTS, -np SLOTS, -t physical cores, -ngl 99 on Apple silicon and
+    0 elsewhere, no web UI. Arguments after `--` go to llama-server as they
+    are and override these defaults.
+
+    \b
+    Examples:
+      rys serve Qwen3.5-4B-Q4_K_M-rys_27-30.gguf
+      rys serve model.gguf --port 9000 --slots 4 -- --reasoning off
+    """
+    from .server import LlamaServer
+
+    _sigterm_as_interrupt()
+    srv = LlamaServer(model, log_path=log_path, port=port, host=host, slots=slots, ctx=ctx,
+                      threads=threads, server_bin=server_bin, extra_args=extra)
+    if srv.launcher.note:
+        click.echo(f"warning: {srv.launcher.note}", err=True)
+    try:
+        with srv:
+            click.echo(f"serving {srv.model.name} at {srv.base_url}  (OpenAI API: {srv.base_url}/v1; Ctrl-C stops)")
+            click.echo('Qwen3.5 thinks by default: send "chat_template_kwargs": {"enable_thinking": false} '
+                       "with a request, or start with `-- --reasoning off`")
+            status = srv.wait()
+        raise RysError(f"llama-server exited by itself (status {status})")
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
 def main():
     cli()
 

@@ -1,4 +1,4 @@
-"""rys.server against the real llama-server from `make llama-server`.
+"""rys.server and `rys serve` against the real llama-server from `make llama-server`.
 
 Every test that starts a server checks afterwards, with `ps`, that no process
 of the server's group is left (zombies count as gone: only their parent can
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 
 import tiny_models
 from rys import server
+from rys.cli import cli
 from rys.errors import RysError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -350,4 +352,47 @@ def test_sigkill_to_the_python_process(llama8, tmp_path):
     child.kill()  # nothing in the child runs: the reaper must do it
     child.wait(timeout=5)
     assert wait_gone(pid, 10), "llama-server outlived the process that started it"
+
+
+# ------------------------------------------------------------------ rys serve
+
+def test_serve_cli_errors(llama8, tmp_path):
+    r = CliRunner().invoke(cli, ["serve", str(llama8), "--server-bin", str(tmp_path / "nope")])
+    assert r.exit_code == 1
+    assert r.output == f"Error: --server-bin {tmp_path / 'nope'}: no such executable file\n"
+    if SERVER_BIN is not None:
+        with busy_socket() as s:
+            port = s.getsockname()[1]
+            r = CliRunner().invoke(cli, ["serve", str(llama8), "--port", str(port)])
+        assert r.exit_code == 1
+        assert r.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+
+
+@needs_server
+def test_serve_until_ctrl_c(smollm2, tmp_path):
+    port = server.free_port()
+    err = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "rys.cli", "serve", str(smollm2), "--port", str(port),
+                             "--threads", "1", "--ctx", "256", "--", "--reasoning", "off"],
+                            stdout=subprocess.PIPE, stderr=err, text=True, env=ENV)
+    try:
+        first = proc.stdout.readline()
+        assert first == (f"serving {smollm2.name} at http://127.0.0.1:{port}  "
+                         f"(OpenAI API: http://127.0.0.1:{port}/v1; Ctrl-C stops)\n"), open(err.name).read()[-800:]
+        assert '"enable_thinking": false' in proc.stdout.readline()
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        [srv] = [p for p in processes() if p["ppid"] == proc.pid and "llama-server" in p["args"]]
+        assert "--reasoning off" in srv["args"]  # extra args reach llama-server
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err.seek(0)
+    log = err.read()
+    assert "listening on" in log  # llama-server's own output goes to stderr
+    assert log.endswith("stopped\n")
+    assert not group_alive(srv["pid"])
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
 
