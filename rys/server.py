@@ -367,6 +367,10 @@ class LlamaServer:
                 reaper.kill()
                 reaper.wait()
 
+    def alive(self) -> bool:
+        """True while the server process runs (a sweep checks this when requests fail)."""
+        return self._proc is not None and self._proc.poll() is None
+
     def wait(self) -> int:
         """Block until the server exits by itself; its exit status."""
         if self._proc is None:

@@ -205,7 +205,8 @@ def test_serves_smollm2(smollm2, tmp_path, spawned):
         assert srv.props["build_info"] and "{%" in srv.props["chat_template"]
         assert srv.props["default_generation_settings"]["n_ctx"] == 256  # per slot: -c is ctx * slots
         assert any("listening on" in line for line in srv.log_tail(50))
-    assert srv.pid is None
+        assert srv.alive()
+    assert srv.pid is None and not srv.alive()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped, not a zombie
     with pytest.raises(ProcessLookupError):
@@ -278,6 +279,14 @@ def test_keyboard_interrupt_inside_with(llama8, tmp_path, spawned):
             pid = srv.pid
             raise KeyboardInterrupt
     assert not group_alive(pid)
+
+
+@needs_server
+def test_alive_sees_a_server_that_died(llama8, tmp_path, spawned):
+    with small(llama8, tmp_path) as srv:
+        os.kill(srv.pid, signal.SIGKILL)
+        srv._proc.wait()
+        assert not srv.alive()
 
 
 @needs_server
