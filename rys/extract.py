@@ -89,8 +89,9 @@ def _as_label(token: str, labels: tuple[str, ...]) -> str | None:
 def _label_in(phrase: str, labels: tuple[str, ...]) -> str | None:
     """A label at the start of a phrase ("(B).", "Yes, because"), else the one
     label the phrase mentions ("option (C)", "we do not: No")."""
-    first = re.split(r"[\s,]+", phrase.strip(), maxsplit=1)[0]
-    if _as_label(first, labels):
+    first, *rest = re.split(r"[\s,]+", phrase.strip(), maxsplit=1)
+    hedged = bool(rest) and re.match(r"(or|and)\b", rest[0], re.I)  # "A or B" chooses nothing
+    if _as_label(first, labels) and not hedged:
         return _as_label(first, labels)
     hits = set()
     for label in labels:

@@ -20,6 +20,7 @@ class FakeOpenAI:
     def __init__(self):
         self.responder = lambda payload: "no responder set"
         self.requests: list[dict] = []
+        self.props: dict | None = None  # what GET /props answers (llama-server only), None = 404
         self.release = threading.Event()  # set at teardown to free handlers that sleep
         fake = self
 
@@ -28,6 +29,8 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self):
+                if self.path == "/props" and fake.props is not None:
+                    return self._send(200, fake.props)
                 self._send(404, {"error": "not found"})
 
             def do_POST(self):

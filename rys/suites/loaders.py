@@ -74,6 +74,7 @@ def _json(path: Path, text: str):
 def load_gsm8k(path: Path, name: str = "gsm8k") -> Suite:
     """GSM8K jsonl: {"question", "answer" ending in "#### N"}, exact match of N."""
     text = _read(path, "gsm8k")
+    version = _version(text)
     items = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -85,10 +86,10 @@ def load_gsm8k(path: Path, name: str = "gsm8k") -> Suite:
             raise RysError(f"{path}:{lineno} is not a GSM8K row (question, answer ending in '#### N')") from None
         if answer is None:
             raise RysError(f"{path}:{lineno}: no number after '####'")
-        items.append(Item(f"{name}/{lineno}", name, row["question"], answer, None, "number", "exact", _version(text)))
+        items.append(Item(f"{name}/{lineno}", name, row["question"], answer, None, "number", "exact", version))
     if not items:
         raise RysError(f"{path} holds no GSM8K rows")
-    return Suite(name, _version(text), tuple(items), "exact", max_tokens=400, prefix=WORD_PREFIX, source=str(path))
+    return Suite(name, version, tuple(items), "exact", max_tokens=400, prefix=WORD_PREFIX, source=str(path))
 
 
 OPTION_LETTER = re.compile(r"^\(([A-Z])\)\s", re.M)
@@ -159,7 +160,7 @@ def load_bbh(path: Path, cot: Path | None = None) -> Suite:
 def load_eqbench(path: Path, name: str = "eqbench") -> Suite:
     """The EQ-Bench v2 questions file: id -> prompt, reference_answer_fullscale."""
     text = _read(path, "eqbench")
-    data = _json(path, text)
+    data, version = _json(path, text), _version(text)
     if not isinstance(data, dict) or not data:
         raise RysError(f"{path} is not an EQ-Bench questions file (id -> {{prompt, reference_answer_fullscale}})")
     items = []
@@ -170,5 +171,5 @@ def load_eqbench(path: Path, name: str = "eqbench") -> Suite:
             prompt = q["prompt"]
         except (KeyError, TypeError, ValueError):
             raise RysError(f"{path}: question {qid} lacks a prompt or a full-scale reference answer") from None
-        items.append(Item(f"{name}/{qid}", name, prompt, scores, None, "emotions", "eqbench", _version(text)))
-    return Suite(name, _version(text), tuple(items), "eqbench", max_tokens=EQ_MAX_TOKENS, source=str(path))
+        items.append(Item(f"{name}/{qid}", name, prompt, scores, None, "emotions", "eqbench", version))
+    return Suite(name, version, tuple(items), "eqbench", max_tokens=EQ_MAX_TOKENS, source=str(path))
