@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
 from .errors import RysError
 from .evaluate import MODES, run_suites
@@ -70,8 +71,6 @@ def probe_command(url, spec, limit, seed, mode, concurrency, timeout, model, as_
       rys probe --url http://127.0.0.1:8080 --suite reasoning --mode choice --json
       rys probe --url http://127.0.0.1:8080 --suite gsm8k=train.jsonl --limit 100 --out rows.jsonl
     """
-    from tqdm import tqdm
-
     bar = tqdm(total=0, unit="item", disable=None, leave=False)
 
     def progress(suite: str, done: int, total: int) -> None:

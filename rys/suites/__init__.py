@@ -18,24 +18,31 @@ __all__ = ["Item", "Suite", "Selection", "BUILTIN", "ALIASES", "resolve", "parse
 
 DEFAULT_N = 40  # items per generated suite unless --limit says otherwise
 
-# name -> build(n, seed). Generated suites make exactly n items; the written
-# EQ set is subsampled to n.
+
+def _written_eq(limit: int | None, seed: int) -> Suite:
+    """The written EQ set: all items, or a seeded sample of `limit` of them."""
+    suite = builtin_eq()
+    return replace(suite, items=tuple(subsample(list(suite.items), limit, seed, suite.name)))
+
+
+# name -> build(limit, seed). Generated suites make `limit` items (default 40).
 BUILTIN = {
-    "math.arith": lambda n, seed: arith_suite("math.arith", n, seed),
-    "math.word": lambda n, seed: word_suite("math.word", n, seed, "partial"),
-    "eq": None,  # written, not generated: see _build
-    "reasoning.causal": lambda n, seed: causal_suite("reasoning.causal", n, seed),
-    "reasoning.date": lambda n, seed: mc_suite("reasoning.date", make_date, n, seed),
-    "reasoning.logic": lambda n, seed: mc_suite("reasoning.logic", make_logic, n, seed),
-    "reasoning.navigation": lambda n, seed: mc_suite("reasoning.navigation", make_navigation, n, seed),
-    "reasoning.gsm8k": lambda n, seed: word_suite("reasoning.gsm8k", n, seed, "exact"),
+    "math.arith": lambda limit, seed: arith_suite("math.arith", limit or DEFAULT_N, seed),
+    "math.word": lambda limit, seed: word_suite("math.word", limit or DEFAULT_N, seed, "partial"),
+    "eq": _written_eq,
+    "reasoning.causal": lambda limit, seed: causal_suite("reasoning.causal", limit or DEFAULT_N, seed),
+    "reasoning.date": lambda limit, seed: mc_suite("reasoning.date", make_date, limit or DEFAULT_N, seed),
+    "reasoning.logic": lambda limit, seed: mc_suite("reasoning.logic", make_logic, limit or DEFAULT_N, seed),
+    "reasoning.navigation": lambda limit, seed: mc_suite("reasoning.navigation", make_navigation,
+                                                         limit or DEFAULT_N, seed),
+    "reasoning.gsm8k": lambda limit, seed: word_suite("reasoning.gsm8k", limit or DEFAULT_N, seed, "exact"),
 }
 ALIASES = {
     "math": ["math.arith", "math.word"],
     "eq": ["eq"],
     "reasoning": ["reasoning.causal", "reasoning.date", "reasoning.logic", "reasoning.navigation", "reasoning.gsm8k"],
 }
-LOADERS = {"gsm8k": ".jsonl", "bbh": ".json", "eqbench": ".json"}
+LOADERS = ("gsm8k", "bbh", "eqbench")  # kind=PATH specs
 
 
 @dataclass
@@ -54,14 +61,6 @@ def parse_spec(spec: str) -> list[str]:
 def _unknown(token: str) -> RysError:
     known = ", ".join(list(ALIASES) + [n for n in BUILTIN if n not in ALIASES])
     return RysError(f"unknown suite {token!r}; choose from {known}, or gsm8k=FILE.jsonl, bbh=FILE.json, eqbench=FILE.json")
-
-
-def _build(name: str, limit: int | None, seed: int) -> Suite:
-    if name == "eq":
-        suite = builtin_eq()
-        items = subsample(list(suite.items), limit, seed, name)
-        return replace(suite, items=tuple(items))
-    return BUILTIN[name](limit or DEFAULT_N, seed)
 
 
 def _load(kind: str, arg: str, limit: int | None, seed: int) -> Suite:
@@ -101,5 +100,5 @@ def resolve(spec: str, limit: int | None = None, seed: int = 0) -> Selection:
             groups[token] = names
         for name in names:
             if name not in suites:
-                suites[name] = _build(name, limit, seed)
+                suites[name] = BUILTIN[name](limit, seed)
     return Selection(list(suites.values()), groups)
