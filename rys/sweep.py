@@ -267,11 +267,12 @@ class Sweep:
         logs = self.out / "logs"
         logs.mkdir(exist_ok=True)
         try:
+            extra = {"ctx": self.cfg.ctx} if self.cfg.ctx else {}
             with LlamaServer(path, log_path=logs / f"{p.name}.log", slots=self.cfg.concurrency,
-                             server_bin=self.cfg.server_bin, threads=self.cfg.threads, ctx=self.cfg.ctx) as srv:
+                             server_bin=self.cfg.server_bin, threads=self.cfg.threads, **extra) as srv:
                 self._set(p, "running", server=srv.props)
                 client = ChatClient(srv.base_url, timeout=self.cfg.timeout)
-                n_done, failures = total - len(todo), 0
+                n_done, failures, successes = total - len(todo), 0, 0
                 with ThreadPoolExecutor(self.cfg.concurrency) as pool:
                     futures = {pool.submit(ask, client, s, it, self.cfg.mode): s for s, it in todo}
                     for fut in as_completed(futures):
@@ -279,10 +280,12 @@ class Sweep:
                         row["scoring"] = futures[fut].scoring
                         if row["error"]:
                             failures += 1
-                            if failures >= 5 and failures == n_done + 1 - (total - len(todo)):
-                                raise RysError(f"every request failed: {row['error']}")
                             if not srv.alive():
-                                raise RysError(f"llama-server died: {srv.log_tail(3)}")
+                                raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
+                            if failures >= 5 and successes == 0:
+                                raise RysError(f"every request failed: {row['error']}")
+                        else:
+                            successes += 1
                         self.store.put_item(p.name, stage, row)
                         n_done += 1
                         self.events.items(p.name, n_done, total)
@@ -348,4 +351,48 @@ class Sweep:
                 reason = f"KL prefilter: {kl:.3f} nats/token > {self.cfg.kl_threshold}"
                 self._set(p, "pruned", reason)
                 self.events.finished(p.name, "pruned", reason)
+                self.drop_file(p)
+
+    def _leaders(self, names: list[str]) -> list[str]:
+        """`names` ordered best first by the combined score of `rys rank` on what is stored now."""
+        from .rank import rank
+
+        order = [r["candidate"] for r in rank([self.out], by="combined").to_records()
+                 if r["candidate"] != BASELINE and r.get("status") == "ok"]
+        return [n for n in order if n in names]
+
+    def _halving(self, live: list[Planned], scratch: Path) -> None:
+        """Successive halving over items: every candidate gets a first slice of
+        items; the better half gets twice as many; and so on up to --limit."""
+        from dataclasses import replace
+
+        base = next(p for p in live if p.name == BASELINE)
+        alive = [p for p in live if p.name != BASELINE]
+        # With k halvings left one candidate remains; start with limit / 2**k items
+        # so that the last rung uses all of them (7 candidates, limit 16: 2, 4, 8, 16).
+        halvings = max(0, (len(alive) - 1).bit_length())
+        n = max(min(2, self.cfg.limit), -(-self.cfg.limit // 2 ** halvings))
+        rung = 0
+        while True:
+            suites = [replace(s, items=s.items[:n]) for s in self.search_suites]
+            self._finish(base, self.probe(base, scratch, suites, "search"), None)
+            for p in alive:
+                self._finish(p, self.probe(p, scratch, suites, "search"), f"halving rung {rung}: {n} items per suite")
+            alive = [p for p in alive if self.status(p.name) == "ok"]
+            if n >= self.cfg.limit or len(alive) <= 1:
+                break
+            keep = set(self._leaders([p.name for p in alive])[: (len(alive) + 1) // 2])
+            alive = [p for p in alive if p.name in keep]
+            n, rung = min(self.cfg.limit, n * 2), rung + 1
+        for p in alive:  # the survivors always end with every search item
+            self._finish(p, self.probe(p, scratch, self.search_suites, "search"), None)
+
+    def _holdout(self, live: list[Planned], scratch: Path) -> None:
+        """Re-measure the top candidates and the baseline on items the search never used."""
+        names = self._leaders([p.name for p in live if self.status(p.name) == "ok"])[: self.cfg.holdout_top]
+        for p in live:
+            if p.name == BASELINE or p.name in names:
+                ok = self.probe(p, scratch, self.holdout_suites, "holdout")
+                if ok:
+                    self.events.finished(p.name, "re-measured on hold-out items", None)
                 self.drop_file(p)
