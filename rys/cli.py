@@ -349,6 +349,15 @@ def _progress_events():
     return events
 
 
+def _register() -> None:
+    from .cli_probe import probe_command
+
+    cli.add_command(probe_command)
+
+
+_register()
+
+
 def main():
     cli()
 
