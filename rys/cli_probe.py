@@ -45,6 +45,16 @@ def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
         raise
 
 
+def check_writable(path: Path) -> None:
+    """Find out before a long run, not after it, that the rows cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+            pass
+    except OSError as e:
+        raise RysError(f"cannot write {path}: {e.strerror}") from None
+
+
 @click.command("probe")
 @click.option("--url", required=True, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080")
 @click.option("--suite", "spec", required=True,
@@ -80,6 +90,8 @@ def probe_command(url, spec, limit, seed, mode, concurrency, timeout, model, as_
         bar.update(1)
 
     try:
+        if out is not None:
+            check_writable(out)
         results = run_suites(url, spec, limit=limit, seed=seed, mode=mode, concurrency=concurrency,
                              timeout=timeout, model=model, progress=progress)
         if out is not None:

@@ -104,11 +104,13 @@ def _label_in(phrase: str, labels: tuple[str, ...]) -> str | None:
 
 
 def extract_label(text: str, labels: tuple[str, ...]) -> str | None:
-    """The option the model chose: from "the answer is X", or a reply that is
-    just the label, or a first line that starts with it ("B. The van")."""
+    """The option the model chose: from the last "the answer is X", else a
+    reply that is just the label, or a first line that starts with it ("B. The van")."""
     phrase = answer_phrase(text)
-    if phrase is not None:
+    if phrase is not None and _label_in(phrase, labels):
         return _label_in(phrase, labels)
+    # No usable "answer is" (or one naming no option, "the answer is indeed X"):
+    # small models often answer with the label alone on the first line.
     body = strip_think(text).translate(MARKDOWN).strip()
     if not body:
         return None

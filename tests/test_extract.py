@@ -57,6 +57,8 @@ YN = ("Yes", "No")
     ("The answer is option (D), because it is last.", ABCD, "D"),
     ("The answer is A or B.", ABCD, None),                      # two options named: no answer
     ("The answer is E.", ABCD, None),                           # not an option
+    ("Yes\n\nThis answer is correct. The answer is indeed X.", YN, "Yes"),  # SmolLM2, verbatim
+    ("C\nLet me check. The answer is B.", ABCD, "B"),              # the last word counts
     ("Yes, you end where you started.", YN, "Yes"),
     ("No.", YN, "No"),
     ("**So the answer is No.**", YN, "No"),

@@ -157,6 +157,7 @@ def test_unwritable_out(fake_openai, tmp_path):
     result = probe("--url", fake_openai.url, "--suite", "math.arith", "--limit", "1", "--out", str(blocker / "rows.jsonl"))
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: cannot write {blocker / 'rows.jsonl'}: ")
     assert "Traceback" not in result.output
+    assert fake_openai.requests == []  # found out before asking anything
 
 
 def test_help_shows_examples():
