@@ -298,6 +298,111 @@ def serve(model, port, host, ctx, slots, threads, server_bin, log_path, extra):
         click.echo("stopped", err=True)
 
 
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--block", type=int, default=8, show_default=True, help="Layers per duplicated block.")
+@click.option("--stride", type=int, default=4, show_default=True, help="Distance between block starts.")
+@click.option("--start", type=int, default=0, show_default=True, help="First layer a block may start at.")
+@click.option("--end", type=int, default=None, help="Blocks end before this layer [default: all layers].")
+@click.option("--blocks", default=None, help="Explicit blocks instead of --block/--stride, e.g. 27-30,28-31.")
+@click.option("--suite", default="math,eq,reasoning", show_default=True, help="Probe suites (see rys probe --help).")
+@click.option("--limit", type=int, default=16, show_default=True, help="Items per suite used by the search.")
+@click.option("--holdout", type=int, default=0, show_default=True,
+              help="Extra items per suite, never used by the search, to re-measure the top candidates.")
+@click.option("--holdout-top", type=int, default=3, show_default=True, help="How many top candidates get the hold-out items.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mode", type=click.Choice(["generate", "choice"]), default="generate", show_default=True)
+@click.option("--layout", type=click.Choice(["auto", "interval", "explicit"]), default="auto", show_default=True,
+              help="As in rys build; blocks it cannot express are listed as skipped.")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel requests (= llama-server slots).")
+@click.option("--prefilter", type=click.Choice(["kl"]), default=None,
+              help="Skip candidates whose next-token distributions drift past --kl-threshold.")
+@click.option("--kl-threshold", type=float, default=1.0, show_default=True, help="Nats per token.")
+@click.option("--halving", is_flag=True, help="Successive halving over items: the better half gets more items.")
+@click.option("--shard", default=None, help="K/N: run every N-th candidate from the K-th (baseline in every shard).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Result folder [default: sweeps/<model stem>/].")
+@click.option("--keep-models", is_flag=True, help="Keep each candidate's GGUF in OUT/models.")
+@click.option("--server-bin", default=None, help="llama-server binary [default: $RYS_LLAMA_SERVER, PATH, make llama-server].")
+@click.option("--threads", type=int, default=None, help="llama-server threads [default: physical cores].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_user_errors
+def sweep(model, quiet, out, **options):
+    """Search for the block that helps most: build, serve and probe every candidate.
+
+    \b
+    Candidates are the baseline plus one duplicated block of --block layers
+    starting at --start, --start + --stride, ... that ends before --end (or the
+    --blocks list). Each is built into a scratch folder (RAM-backed where memory
+    allows), served with llama-server, scored on the same items as the
+    baseline, then deleted. Every scored item is saved at once in OUT: run the
+    same command again to resume; nothing already scored is recomputed.
+
+    \b
+    Examples:
+      rys sweep Qwen3.5-4B-Q4_K_M.gguf --block 8 --stride 4
+      rys sweep Qwen3.5-4B-Q4_K_M.gguf --block 4 --stride 1 --start 8 --end 32
+      rys sweep model.gguf --blocks 27-30,28-31 --suite math,eq --limit 40 --holdout 40
+      rys rank sweeps/Qwen3.5-4B-Q4_K_M
+    """
+    from pathlib import Path
+
+    from .sweep import Events, Sweep, SweepConfig
+
+    _sigterm_as_interrupt()
+    cfg = SweepConfig(model=model, **options)
+    out_dir = Path(out) if out else Path("sweeps") / Path(model).stem
+    events = Events() if quiet else _progress_events()
+    sw = Sweep(cfg, out_dir, events)
+    n = sum(1 for p in sw.planned if not p.skip_reason)
+    click.echo(f"{len(sw.planned)} candidates ({n} to score, {len(sw.planned) - n} skipped), "
+               f"{sum(len(s.items) for s in sw.search_suites)} items each; results in {out_dir}", err=True)
+    result = sw.run()
+    events.close() if hasattr(events, "close") else None
+    click.echo(", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())), err=True)
+    click.echo(str(result.folder))
+
+
+def _progress_events():
+    """tqdm bars on stderr: one over candidates, one over the items of the current candidate."""
+    from tqdm import tqdm
+
+    from .sweep import Events
+
+    bars = {}
+
+    def candidate(name, what):
+        bar = bars.get("items")
+        if bar is not None:
+            bar.set_description(f"{name}: {what}")
+
+    def items(name, done, total):
+        bar = bars.get("items")
+        if bar is None or bar.total != total or bars.get("name") != name:
+            if bar is not None:
+                bar.close()
+            bar = bars["items"] = tqdm(total=total, desc=name, unit="item", file=sys.stderr, leave=False)
+            bars["name"] = name
+        bar.n = done
+        bar.refresh()
+
+    def finished(name, status, reason):
+        tqdm.write(f"{name}: {status}" + (f" ({reason})" if reason else ""), file=sys.stderr)
+
+    events = Events(candidate, items, finished)
+    events.close = lambda: bars.get("items") and bars["items"].close()
+    return events
+
+
+def _register() -> None:
+    from .cli_probe import probe_command
+
+    cli.add_command(probe_command)
+
+
+_register()
+
+
 def main():
     cli()
 

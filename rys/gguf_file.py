@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import RysError
 
-COPY_CHUNK = 64 << 20  # bytes per copy_file_range call (keeps progress responsive)
+COPY_CHUNK = 256 << 20  # bytes per copy_file_range call (keeps progress responsive)
 FALLBACK_BUFFER = 8 << 20  # bounded buffer when the kernel cannot copy for us
 
 

@@ -1,0 +1,56 @@
+"""A cheap screen before probing: how far a candidate's next-token
+distributions move from the baseline's on a short text (KL divergence).
+
+Computed in-process with llama-cpp-python on one short passage; a
+candidate whose mean KL(baseline || candidate) per token exceeds the
+threshold is marked "pruned" (reported with its KL, never hidden).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RysError
+
+# Written for this project: plain prose with a little arithmetic and dialogue,
+# so that a broken circuit shows up as a broad change of the distributions.
+PASSAGE = (
+    "The river town woke slowly. Mara counted the crates on the dock: twelve from the north barge, "
+    "seven from the south, and three that nobody claimed. \"If each crate holds forty jars,\" she said "
+    "to her brother, \"then we are storing more than eight hundred jars tonight.\" He laughed and pointed "
+    "at the clouds gathering over the hills, because rain always arrived the day after a market, and the "
+    "market had been yesterday."
+)
+
+
+def next_token_logprobs(model_path: Path, text: str = PASSAGE, n_threads: int | None = None,
+                        max_tokens: int = 96) -> np.ndarray:
+    """(positions, vocab) log-probabilities of the next token at every position of `text`."""
+    import os
+
+    from llama_cpp import Llama
+
+    n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+    try:
+        llm = Llama(model_path=str(model_path), n_ctx=max_tokens + 8, n_batch=max_tokens + 8,
+                    n_threads=n_threads, logits_all=True, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise RysError(f"llama.cpp could not load {Path(model_path).name} for the KL prefilter") from exc
+    try:
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
+        llm.eval(tokens)
+        logits = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    finally:
+        llm.close()
+    logits -= logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def mean_kl(base: np.ndarray, cand: np.ndarray) -> float:
+    """Mean over positions of KL(p_base || p_cand), in nats."""
+    if base.shape != cand.shape:
+        raise RysError(f"KL prefilter: distributions differ in shape {base.shape} vs {cand.shape}")
+    p = np.exp(base)
+    return float(np.mean(np.sum(p * (base - cand), axis=1)))

@@ -1,0 +1,398 @@
+"""Circuit search: build every candidate, serve it, probe it, keep every row.
+
+A sweep is resumable: every scored item is committed to the folder's store
+(rys/results.py) as soon as it is known, and a re-run with the same options
+skips everything already scored. Candidates are the baseline (the model as
+it is) plus one duplicated block each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import plan
+from .errors import RysError
+from .model import Model, load
+from .results import Candidate, Store
+from .rewrite import make_plan, write_plan
+
+BASELINE = "baseline"
+
+
+@dataclass
+class SweepConfig:
+    model: str
+    block: int | None = 8
+    stride: int = 4
+    start: int = 0
+    end: int | None = None
+    blocks: str | None = None  # explicit list "27-30,28-31" instead of block/stride
+    suite: str = "math,eq,reasoning"
+    limit: int = 16
+    holdout: int = 0  # extra items per suite, never used by the search, for the top candidates
+    holdout_top: int = 3
+    seed: int = 0
+    mode: str = "generate"
+    layout: str = "auto"
+    concurrency: int = 4
+    prefilter: str | None = None  # "kl"
+    kl_threshold: float = 1.0
+    halving: bool = False
+    shard: str | None = None  # "K/N"
+    keep_models: bool = False
+    server_bin: str | None = None
+    threads: int | None = None
+    ctx: int | None = None
+    timeout: float = 300.0
+
+    def scoring_identity(self) -> dict:
+        """Options that change what a score means: a resumed sweep must match them."""
+        keys = ("suite", "limit", "holdout", "seed", "mode", "layout")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class Planned:
+    """A candidate with its layer path (and the plan to write it, when it can be written)."""
+
+    name: str
+    spec: str
+    rewrite: object | None  # rewrite.Plan; None for the baseline
+    layers_added: int
+    path: list[int]
+    skip_reason: str | None = None
+
+
+def model_identity(m: Model) -> dict:
+    """Name, size and a hash of the header and metadata (cheap on multi-GB files)."""
+    head = m.file.tensors[0].offset if m.file.tensors else m.file.size
+    h = hashlib.sha256()
+    with open(m.path, "rb") as fh:
+        h.update(fh.read(min(head, 64 << 20)))
+    return {"file": m.path.name, "size": m.file.size, "header_sha256": h.hexdigest(), "arch": m.arch,
+            "layers": m.n_trunk, "extra_layers": m.n_extra}
+
+
+def block_specs(n_trunk: int, block: int, stride: int, start: int = 0, end: int | None = None) -> list[str]:
+    """Blocks of `block` layers starting at start, start+stride, ... that end before `end` (exclusive)."""
+    end = n_trunk if end is None else end
+    if block < 1 or stride < 1:
+        raise RysError("--block and --stride must be at least 1")
+    if not 0 <= start < end <= n_trunk:
+        raise RysError(f"--start {start} / --end {end} do not fit a model of {n_trunk} layers (0-{n_trunk})")
+    if start + block > end:
+        raise RysError(f"no block of {block} layers fits between layer {start} and {end}")
+    return [f"{i}-{i + block - 1}" for i in range(start, end - block + 1, stride)]
+
+
+def shard_of(names: list[str], shard: str | None) -> list[str]:
+    """Candidates of shard K/N: every N-th candidate from the K-th, in list order."""
+    if not shard:
+        return names
+    try:
+        k, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise RysError(f"--shard takes K/N, like 1/3; got {shard!r}") from None
+    if not 1 <= k <= n:
+        raise RysError(f"--shard {shard}: K must be between 1 and N")
+    return [c for i, c in enumerate(names) if i % n == k - 1]
+
+
+def plan_candidates(m: Model, cfg: SweepConfig) -> list[Planned]:
+    if cfg.blocks:
+        specs = [s.strip() for s in cfg.blocks.split(",") if s.strip()]
+        if not specs:
+            raise RysError("--blocks is empty")
+    else:
+        specs = block_specs(m.n_trunk, cfg.block or 8, cfg.stride, cfg.start, cfg.end)
+    specs = shard_of(specs, cfg.shard)
+    out = [Planned(BASELINE, "", None, 0, list(range(m.n_trunk)))]
+    for spec in specs:
+        parsed = plan.parse(spec)
+        if parsed.is_path or len(parsed.blocks) != 1:
+            raise RysError(f"--blocks takes single blocks like 27-30, got {spec!r}")
+        a, b = parsed.blocks[0]
+        name = f"{a}-{b}"
+        try:
+            p = make_plan(m, spec, cfg.layout)
+        except RysError as exc:
+            out.append(Planned(name, spec, None, b - a + 1, [], skip_reason=str(exc)))
+            continue
+        out.append(Planned(name, spec, p, len(p.trunk_path) - m.n_trunk, p.trunk_path))
+    return out
+
+
+def scratch_folder(model_size: int, fallback: Path) -> Path:
+    """RAM-backed /dev/shm when it has room for two candidates and memory to spare, else `fallback`."""
+    shm = Path("/dev/shm")
+    try:
+        free = shutil.disk_usage(shm).free if shm.is_dir() else 0
+        avail = _mem_available()
+    except OSError:
+        free = avail = 0
+    if free > 2.5 * model_size and avail > 3 * model_size:
+        return Path(tempfile.mkdtemp(prefix="rys-", dir=shm))
+    fallback.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="scratch-", dir=fallback))
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Events:
+    """What a sweep reports while it runs (the CLI draws progress bars from these)."""
+
+    candidate: Callable[[str, str], None] = lambda name, what: None  # (candidate, "building"/"probing"/...)
+    items: Callable[[str, int, int], None] = lambda name, done, total: None
+    finished: Callable[[str, str, str | None], None] = lambda name, status, reason: None
+
+
+@dataclass
+class SweepResult:
+    folder: Path
+    counts: dict = field(default_factory=dict)
+
+
+def split_items(selection, limit: int, holdout: int):
+    """Search suites (first `limit` items of each) and hold-out suites (the next `holdout`)."""
+    from dataclasses import replace
+
+    search = [replace(s, items=s.items[:limit]) for s in selection.suites]
+    held = [replace(s, items=s.items[limit:limit + holdout]) for s in selection.suites] if holdout else []
+    return search, [s for s in held if s.items]
+
+
+def _check_resume(store: Store, cfg: SweepConfig, identity: dict) -> None:
+    old_id, old_cfg = store.get_meta("model"), store.get_meta("scoring")
+    if old_id is None:
+        store.set_meta("model", identity)
+        store.set_meta("scoring", cfg.scoring_identity())
+        return
+    if old_id != identity:
+        raise RysError(f"{store.folder} holds results of another model ({old_id['file']}); choose another --out")
+    if old_cfg != cfg.scoring_identity():
+        diff = ", ".join(f"{k}: {old_cfg.get(k)!r} -> {v!r}" for k, v in cfg.scoring_identity().items() if old_cfg.get(k) != v)
+        raise RysError(f"{store.folder} holds results scored differently ({diff}); choose another --out")
+
+
+class Sweep:
+    """One sweep over one model into one folder. `run()` does everything and can be re-run."""
+
+    def __init__(self, cfg: SweepConfig, out: Path, events: Events | None = None):
+        from .suites import resolve
+
+        self.cfg = cfg
+        self.out = Path(out)
+        self.events = events or Events()
+        self.model = load(cfg.model)
+        if cfg.mode not in ("generate", "choice"):
+            raise RysError(f"unknown --mode {cfg.mode!r}; choose generate or choice")
+        if cfg.concurrency < 1:
+            raise RysError("--concurrency must be at least 1")
+        self.planned = plan_candidates(self.model, cfg)
+        selection = resolve(cfg.suite, cfg.limit + cfg.holdout, cfg.seed)
+        self.search_suites, self.holdout_suites = split_items(selection, cfg.limit, cfg.holdout)
+        self.groups = selection.groups
+        self.store = Store(self.out)
+        _check_resume(self.store, cfg, model_identity(self.model))
+        self.store.set_meta("config", asdict(cfg))
+        self.files: dict[str, Path] = {BASELINE: self.model.path}
+
+    # --- candidates -------------------------------------------------------
+    def _record_plans(self) -> None:
+        known = {c.candidate: c for c in self.store.candidates()}
+        for p in self.planned:
+            old = known.get(p.name)
+            if old and old.status in ("ok", "pruned", "skipped"):
+                continue
+            status = "skipped" if p.skip_reason else "pending"
+            self.store.put_candidate(Candidate(p.name, status, p.layers_added, p.spec, p.path, p.skip_reason))
+            if p.skip_reason:
+                self.events.finished(p.name, "skipped", p.skip_reason)
+
+    def status(self, name: str) -> str:
+        c = self.store.candidate(name)
+        return c.status if c else "pending"
+
+    def _set(self, p: Planned, status: str, reason: str | None = None, server: dict | None = None) -> None:
+        old = self.store.candidate(p.name)
+        server = server if server is not None else (old.server if old else None)
+        self.store.put_candidate(Candidate(p.name, status, p.layers_added, p.spec, p.path, reason, server))
+
+    def file_for(self, p: Planned, scratch: Path) -> Path:
+        """The candidate's GGUF, built into the scratch folder on first use."""
+        if p.name not in self.files:
+            self.events.candidate(p.name, "building")
+            target = scratch / f"{self.model.path.stem}-{p.rewrite.label}.gguf"
+            write_plan(p.rewrite, target, force=True)
+            self.files[p.name] = target
+        return self.files[p.name]
+
+    def drop_file(self, p: Planned) -> None:
+        path = self.files.pop(p.name, None)
+        if path and p.name != BASELINE and not self.cfg.keep_models:
+            path.unlink(missing_ok=True)
+
+    # --- probing ----------------------------------------------------------
+    def probe(self, p: Planned, scratch: Path, suites, stage: str) -> bool:
+        """Score `p` on every item of `suites` not yet in the store. False if the candidate failed."""
+        from .client import ChatClient
+        from .evaluate import ask
+        from .server import LlamaServer
+
+        done = self.store.done_items(p.name)
+        todo = [(s, it) for s in suites for it in s.items if (s.name, str(it.id)) not in done]
+        total = sum(len(s.items) for s in suites)
+        if not todo:
+            return True
+        path = self.file_for(p, scratch)
+        self.events.candidate(p.name, f"probing {stage}")
+        logs = self.out / "logs"
+        logs.mkdir(exist_ok=True)
+        try:
+            extra = {"ctx": self.cfg.ctx} if self.cfg.ctx else {}
+            with LlamaServer(path, log_path=logs / f"{p.name}.log", slots=self.cfg.concurrency,
+                             server_bin=self.cfg.server_bin, threads=self.cfg.threads, **extra) as srv:
+                self._set(p, "running", server=srv.props)
+                client = ChatClient(srv.base_url, timeout=self.cfg.timeout)
+                n_done, failures, successes = total - len(todo), 0, 0
+                with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+                    futures = {pool.submit(ask, client, s, it, self.cfg.mode): s for s, it in todo}
+                    for fut in as_completed(futures):
+                        row = fut.result()
+                        row["scoring"] = futures[fut].scoring
+                        if row["error"]:
+                            failures += 1
+                            if not srv.alive():
+                                raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
+                            if failures >= 5 and successes == 0:
+                                raise RysError(f"every request failed: {row['error']}")
+                        else:
+                            successes += 1
+                        self.store.put_item(p.name, stage, row)
+                        n_done += 1
+                        self.events.items(p.name, n_done, total)
+        except RysError as exc:
+            self._set(p, "failed", str(exc))
+            self.events.finished(p.name, "failed", str(exc))
+            return False
+        return True
+
+    # --- the whole sweep ----------------------------------------------------
+    def run(self) -> SweepResult:
+        self._record_plans()
+        if self.cfg.keep_models:
+            scratch = self.out / "models"
+            scratch.mkdir(parents=True, exist_ok=True)
+        else:
+            scratch = scratch_folder(self.model.file.size, self.out)
+        try:
+            live = [p for p in self.planned if not p.skip_reason]
+            if self.cfg.prefilter == "kl":
+                self._prefilter(live, scratch)
+            live = [p for p in live if self.status(p.name) != "pruned"]
+            if self.cfg.halving:
+                self._halving(live, scratch)
+            else:
+                for p in live:
+                    self._finish(p, self.probe(p, scratch, self.search_suites, "search"))
+            if self.holdout_suites:
+                self._holdout(live, scratch)
+        finally:
+            for p in self.planned:
+                self.drop_file(p)
+            if not self.cfg.keep_models:
+                shutil.rmtree(scratch, ignore_errors=True)
+        counts: dict[str, int] = {}
+        for c in self.store.candidates():
+            counts[c.status] = counts.get(c.status, 0) + 1
+        return SweepResult(self.out, counts)
+
+    def _finish(self, p: Planned, ok: bool, reason: str | None = None) -> None:
+        if ok:
+            self._set(p, "ok", reason)
+            self.events.finished(p.name, "ok", reason)
+        self.drop_file(p)
+
+    def _prefilter(self, live: list[Planned], scratch: Path) -> None:
+        """Mark candidates whose distributions drift too far from the baseline as pruned."""
+        from .prefilter import mean_kl, next_token_logprobs
+
+        kl_done = self.store.get_meta("kl", {})
+        base = None
+        for p in live:
+            if p.name == BASELINE or p.name in kl_done or self.status(p.name) in ("ok", "pruned"):
+                continue
+            if base is None:
+                self.events.candidate(BASELINE, "prefilter")
+                base = next_token_logprobs(self.model.path, n_threads=self.cfg.threads)
+            self.events.candidate(p.name, "prefilter")
+            kl = mean_kl(base, next_token_logprobs(self.file_for(p, scratch), n_threads=self.cfg.threads))
+            kl_done[p.name] = kl
+            self.store.set_meta("kl", kl_done)
+            if kl > self.cfg.kl_threshold:
+                reason = f"KL prefilter: {kl:.3f} nats/token > {self.cfg.kl_threshold}"
+                self._set(p, "pruned", reason)
+                self.events.finished(p.name, "pruned", reason)
+                self.drop_file(p)
+
+    def _leaders(self, names: list[str]) -> list[str]:
+        """`names` ordered best first by the combined score of `rys rank` on what is stored now."""
+        from .rank import rank
+
+        order = [r["candidate"] for r in rank([self.out], by="combined").to_records()
+                 if r["candidate"] != BASELINE and r.get("status") == "ok"]
+        return [n for n in order if n in names]
+
+    def _halving(self, live: list[Planned], scratch: Path) -> None:
+        """Successive halving over items: every candidate gets a first slice of
+        items; the better half gets twice as many; and so on up to --limit."""
+        from dataclasses import replace
+
+        base = next(p for p in live if p.name == BASELINE)
+        alive = [p for p in live if p.name != BASELINE]
+        # With k halvings left one candidate remains; start with limit / 2**k items
+        # so that the last rung uses all of them (7 candidates, limit 16: 2, 4, 8, 16).
+        halvings = max(0, (len(alive) - 1).bit_length())
+        n = max(min(2, self.cfg.limit), -(-self.cfg.limit // 2 ** halvings))
+        rung = 0
+        while True:
+            suites = [replace(s, items=s.items[:n]) for s in self.search_suites]
+            self._finish(base, self.probe(base, scratch, suites, "search"), None)
+            for p in alive:
+                self._finish(p, self.probe(p, scratch, suites, "search"), f"halving rung {rung}: {n} items per suite")
+            alive = [p for p in alive if self.status(p.name) == "ok"]
+            if n >= self.cfg.limit or len(alive) <= 1:
+                break
+            keep = set(self._leaders([p.name for p in alive])[: (len(alive) + 1) // 2])
+            alive = [p for p in alive if p.name in keep]
+            n, rung = min(self.cfg.limit, n * 2), rung + 1
+        for p in alive:  # the survivors always end with every search item
+            self._finish(p, self.probe(p, scratch, self.search_suites, "search"), None)
+
+    def _holdout(self, live: list[Planned], scratch: Path) -> None:
+        """Re-measure the top candidates and the baseline on items the search never used."""
+        names = self._leaders([p.name for p in live if self.status(p.name) == "ok"])[: self.cfg.holdout_top]
+        for p in live:
+            if p.name == BASELINE or p.name in names:
+                ok = self.probe(p, scratch, self.holdout_suites, "holdout")
+                if ok:
+                    self.events.finished(p.name, "re-measured on hold-out items", None)
+                self.drop_file(p)
