@@ -1,0 +1,96 @@
+"""`rys probe`: score a running OpenAI-compatible server on probe suites.
+
+Registered in the main group by cli.py (`cli.add_command(probe_command)`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from .errors import RysError
+from .evaluate import MODES, run_suites
+
+
+def format_line(s: dict) -> str:
+    """One line per suite: score, 95% interval, n, parse rate, tokens, seconds."""
+    f = "{:.1f}" if s["scale"] == 100 else "{:.3f}"
+    line = (f"{s['suite']:<22} {f.format(s['score'])} [{f.format(s['ci_low'])}, {f.format(s['ci_high'])}]"
+            f"  n={s['n']}  parsed {s['parse_rate']:.0%}  tokens {s['tokens']}  {s['seconds']:.1f}s")
+    if "p_correct" in s:
+        line += f"  p(correct) {s['p_correct']:.3f}"
+    if s["failed"]:
+        line += f"  failed {s['failed']}"
+    return line
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    """Write next to the target and rename, so an interrupted run never leaves half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise RysError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@click.command("probe")
+@click.option("--url", required=True, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080")
+@click.option("--suite", "spec", required=True,
+              help="Comma-separated suites or aliases (math, eq, reasoning, math.arith, ...), "
+                   "or data sets by path: gsm8k=FILE.jsonl, bbh=TASK.json[:COT.txt], eqbench=FILE.json.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Items per suite (generated suites make this many; data sets are sampled by --seed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated items, sampling and the bootstrap.")
+@click.option("--mode", type=click.Choice(MODES), default="generate", show_default=True,
+              help="generate: answer read from the completion; choice: option letter read from next-token probabilities.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight at once.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Seconds to wait for one answer.")
+@click.option("--model", default="rys", show_default=True, help="Model name sent with each request (llama-server ignores it).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {suite, score, ci_low, ci_high, n, parse_rate}.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one JSON line per item (completion, extracted answer, score, latency, tokens).")
+def probe_command(url, spec, limit, seed, mode, concurrency, timeout, model, as_json, out):
+    """Score a running model server on math, EQ and reasoning probes.
+
+    \b
+    Examples:
+      rys probe --url http://127.0.0.1:8080 --suite math,eq,reasoning --limit 20
+      rys probe --url http://127.0.0.1:8080 --suite reasoning --mode choice --json
+      rys probe --url http://127.0.0.1:8080 --suite gsm8k=train.jsonl --limit 100 --out rows.jsonl
+    """
+    bar = tqdm(total=0, unit="item", disable=None, leave=False)
+
+    def progress(suite: str, done: int, total: int) -> None:
+        if done == 1:
+            bar.total += total
+            bar.set_description(suite)
+        bar.update(1)
+
+    try:
+        results = run_suites(url, spec, limit=limit, seed=seed, mode=mode, concurrency=concurrency,
+                             timeout=timeout, model=model, progress=progress)
+        if out is not None:
+            write_jsonl_atomic(out, results.rows)
+    except RysError as e:
+        raise click.ClickException(str(e))
+    finally:
+        bar.close()
+    if as_json:
+        keys = ("suite", "score", "ci_low", "ci_high", "n", "parse_rate")
+        click.echo(json.dumps([{k: s[k] for k in keys} for s in results.summaries], indent=2))
+    else:
+        for s in results.summaries:
+            click.echo(format_line(s))
