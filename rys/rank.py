@@ -206,6 +206,25 @@ def unit_scoring(rows: pd.DataFrame, unit: str) -> str:
     return sorted(kinds)[0]
 
 
+def eq_resample_scores(rows: list[dict], idx: np.ndarray) -> np.ndarray:
+    """rys.scorers.eq_suite_score of every resample at once (tests hold the two
+    equal): idx (B, n) item indices -> (B,) EQ-Bench scores. suite_score called
+    per resample costs seconds per candidate on a real sweep."""
+
+    def one_pass(key: str) -> tuple[np.ndarray, np.ndarray]:
+        v = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+        parsed = ~np.isnan(v)
+        count = parsed[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return count, 10 * np.where(parsed, v, 0.0)[idx].sum(axis=1) / count
+
+    n_first, first = one_pass("first")
+    n_rev, rev = one_pass("revised")
+    # the revised pass counts when it is at least as good and at least 95% as many of its answers parsed
+    use_rev = (n_rev > 0) & ((n_first == 0) | ((rev >= first) & (n_rev >= 0.95 * n_first)))
+    return np.where(use_rev, rev, np.where(n_first > 0, first, 0.0))
+
+
 def paired_delta(scoring: str, cand: list[dict], base: list[dict], seed: list[int],
                  n_boot: int = N_BOOT) -> tuple[float, float, float]:
     """(delta, ci_low, ci_high): candidate minus baseline score over the same
@@ -215,8 +234,7 @@ def paired_delta(scoring: str, cand: list[dict], base: list[dict], seed: list[in
     delta = suite_score(scoring, cand)[0] - suite_score(scoring, base)[0]
     idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))  # (n_boot, n) item indices
     if scoring == "eqbench":  # not a plain mean: re-score both sides per resample
-        stats = np.array([suite_score(scoring, [cand[i] for i in ix])[0] - suite_score(scoring, [base[i] for i in ix])[0]
-                          for ix in idx])
+        stats = eq_resample_scores(cand, idx) - eq_resample_scores(base, idx)
     else:  # a mean is linear, so the mean of per-item differences is the difference of scores
         d = np.array([(c["score"] or 0.0) - (b["score"] or 0.0) for c, b in zip(cand, base)])
         stats = d[idx].mean(axis=1)

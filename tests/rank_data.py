@@ -52,7 +52,8 @@ def row(suite: str, i, score, scoring: str, parseable: bool = True) -> dict:
 
 def eq_row(i, first, revised) -> dict:
     best = revised if revised is not None else first
-    return {**row("eq", i, 10 * best, "eqbench"), "first": first, "revised": revised}
+    return {**row("eq", i, 0, "eqbench", best is not None), "score": None if best is None else 10 * best,
+            "first": first, "revised": revised}
 
 
 def rows_of(name: str) -> list[dict]:

@@ -1,6 +1,10 @@
 """`rys rank`: the ranking maths on synthetic result stores with known answers."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +14,11 @@ from click.testing import CliRunner
 import rank_data as rd
 from rys.cli import cli
 from rys.errors import RysError
-from rys.rank import pareto_front, paired_delta, rank
+from rys.rank import eq_resample_scores, pareto_front, paired_delta, rank
+from rys.scorers import suite_score
 
 GROUPS = ("math", "eq", "reasoning")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +91,35 @@ def test_the_interval_matches_the_normal_approximation():
     assert (lo + hi) / 2 == pytest.approx(delta, abs=0.1 * half)
 
 
-def test_eq_interval_rescoring_each_resample():
+def test_eq_delta_follows_eqbench_rules():
     # EQ-Bench reports the revised pass only when at least 95% as many revised
     # answers parse: the candidate loses half its revised answers, so its score
     # is the first pass (mean 5 -> 50) against the baseline's revised 60.
     base = [rd.eq_row(i, 5, 6) for i in range(4)]
     cand = [rd.eq_row(i, 5, 7 if i % 2 else None) for i in range(4)]
-    delta, lo, hi = paired_delta("eqbench", cand, base, [0])
-    assert delta == pytest.approx(-10.0, abs=1e-12)
-    # every resample scores the candidate on its first pass (or its revised 70
-    # when only odd items are drawn, which then all parse)
-    assert lo == pytest.approx(-10.0, abs=1e-12) and hi <= 10.0
+    assert paired_delta("eqbench", cand, base, [0])[0] == pytest.approx(-10.0, abs=1e-12)
+
+
+def test_eq_interval_rescores_each_resample():
+    # Revised answers worse than the first pass: EQ-Bench keeps the first pass
+    # (60 in every resample), while the item scores (10 x revised: 20..50) vary.
+    # Re-scoring each resample gives exactly [0, 0]; averaging item scores would not.
+    base = [rd.eq_row(i, 5, 6) for i in range(4)]
+    cand = [rd.eq_row(i, 6, r) for i, r in enumerate([2, 3, 4, 5])]
+    assert paired_delta("eqbench", cand, base, [0]) == pytest.approx((0.0, 0.0, 0.0), abs=1e-12)
+
+
+def test_vectorised_eq_scores_equal_suite_score():
+    # rank scores EQ resamples all at once; every one must equal suite_score on that resample.
+    rng = np.random.default_rng(3)
+    pick = lambda p: [None if rng.uniform() < p else float(x) for x in rng.uniform(0, 10, 12)]
+    cases = [[rd.eq_row(i, f, r) for i, (f, r) in enumerate(zip(pick(pf), pick(pr)))]
+             for pf, pr in [(0, 0), (0.1, 0.1), (0, 0.5), (0.5, 0), (1, 0.3), (0.3, 1), (1, 1)]]
+    cases.append([rd.eq_row(i, f, r) for i, (f, r) in enumerate([(5, 6), (7, 6), (4, 4), (6, None)])])  # ties
+    for rows in cases:
+        idx = rng.integers(0, len(rows), (300, len(rows)))
+        want = [suite_score("eqbench", [rows[i] for i in ix])[0] for ix in idx]
+        np.testing.assert_allclose(eq_resample_scores(rows, idx), want, rtol=0, atol=1e-12)
 
 
 def test_results_are_reproducible_and_seeded(sweep, ranking):
@@ -105,6 +129,16 @@ def test_results_are_reproducible_and_seeded(sweep, ranking):
     assert pick(other, "_delta") == pick(ranking.to_records(), "_delta")
     assert pick(other, "_ci_low") + pick(other, "_ci_high") != \
         pick(ranking.to_records(), "_ci_low") + pick(ranking.to_records(), "_ci_high")
+
+
+def test_reproducible_across_processes(sweep):
+    # Python salts string hashes per process: nothing may depend on set order.
+    def rank_json(hashseed):
+        cmd = [sys.executable, "-c", "from rys.cli import main; main()", "rank", str(sweep), "--format", "json"]
+        env = {**os.environ, "PYTHONHASHSEED": hashseed, "PYTHONPATH": str(REPO)}
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert rank_json("1") == rank_json("2")
 
 
 def test_zscores_and_combined_against_numpy(ranking):
