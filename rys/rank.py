@@ -349,6 +349,26 @@ def _order(t: pd.DataFrame, by_col: str) -> pd.DataFrame:
     return pd.concat([t.loc[[BASELINE]], ok, rest])
 
 
+def _add_combined(t: pd.DataFrame, groups: list[str], measured: np.ndarray, notes: list[str]) -> None:
+    """Columns {group}_z and combined (their sum) for the measured rows."""
+    for g in groups:
+        t.loc[measured, f"{g}_z"] = zscores(t.loc[measured, f"{g}_delta"])
+        if t.loc[measured & (t.index != BASELINE), f"{g}_delta"].nunique() < 2:
+            notes.append(f"the candidates' {g} deltas do not vary, so their {g} z-scores are 0")
+    # NaN when a group has no delta, so such a candidate sinks instead of gaining
+    t["combined"] = t[[f"{g}_z" for g in groups]].sum(axis=1, min_count=len(groups)).where(measured)
+
+
+def _best(t: pd.DataFrame, units: list[str]) -> dict[str, str]:
+    """unit -> the candidate with the highest delta (ties: fewer layers added, then name)."""
+    best = {}
+    for u in units:
+        d = t[f"{u}_delta"].dropna()
+        if len(d):
+            best[u] = min(d.index, key=lambda c: (-d[c], t.at[c, "layers_added"], c))
+    return best
+
+
 def rank(folders: list[Path], by: str = "combined", *, suites: bool = False, seed: int = 0,
          n_boot: int = N_BOOT) -> Ranking:
     """Merge the result folders and rank their candidates (see the module docstring)."""
@@ -368,20 +388,11 @@ def rank(folders: list[Path], by: str = "combined", *, suites: bool = False, see
     t = pd.concat([t, pd.DataFrame(cols), pd.DataFrame(hcols)], axis=1)
     t["rank"] = np.nan
     measured = t.index.isin(names)
-    for g in groups:
-        t.loc[measured, f"{g}_z"] = zscores(t.loc[measured, f"{g}_delta"])
-        if t.loc[measured & (t.index != BASELINE), f"{g}_delta"].nunique() < 2:
-            sweep.notes.append(f"the candidates' {g} deltas do not vary, so their {g} z-scores are 0")
-    # combined: NaN when a group has no delta, so such a candidate sinks instead of gaining
-    t["combined"] = t[[f"{g}_z" for g in groups]].sum(axis=1, min_count=len(groups)).where(measured)
+    _add_combined(t, groups, measured, sweep.notes)
     by_col = "combined" if by == "combined" else f"{by}_delta"
     front = pareto_front(t.loc[measured, by_col], t.loc[measured, "layers_added"])
     t["pareto"] = t.index.isin(front)
-    best = {}
-    for u in groups + suite_units:
-        d = t.loc[measured & (t.index != BASELINE), f"{u}_delta"].dropna()
-        if len(d):
-            best[u] = min(d.index, key=lambda c: (-d[c], t.at[c, "layers_added"], c))
+    best = _best(t[measured & (t.index != BASELINE)], groups + suite_units)
     t = _order(t, by_col).reset_index(drop=True)
     holdout = [u for u in groups + suite_units if f"holdout_{u}" in t]
     return Ranking(_tidy(t, groups + suite_units, holdout), by, groups, suite_units, scales, best, front,

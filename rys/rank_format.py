@@ -97,8 +97,8 @@ def pareto_line(r: Ranking) -> str:
     return f"pareto front ({'combined' if r.by == 'combined' else r.by + ' delta'} vs layers added): {front}"
 
 
-def legend(r: Ranking) -> str:
-    return (f"{SIG} the 95% paired bootstrap interval of the delta ({N_BOOT} resamples of the items both "
+def legend(r: Ranking, mark: str = SIG) -> str:
+    return (f"{mark} the 95% paired bootstrap interval of the delta ({N_BOOT} resamples of the items both "
             "answered) excludes 0. n = items scored; combined = sum of per-group z-scores of the deltas "
             f"({', '.join(r.groups)}); ranked by {r.by}; search-stage items only.")
 
@@ -127,14 +127,15 @@ def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(map(esc, r)) + " |" for r in rows])
 
 
-def as_md(r: Ranking) -> str:
+def as_md(r: Ranking, holdout: bool = True) -> str:
+    """Markdown; the report shows the hold-out table in a section of its own (holdout=False)."""
     out = md_table(*ranking_rows(r))
-    if r.holdout:
+    if r.holdout and holdout:
         out += ["", "Hold-out re-measurement (items the search never used):", ""] + md_table(*holdout_rows(r))
     if len(r.unranked):
         out += ["", "Not ranked:", ""] + [f"- {x}" for x in unranked_lines(r)]
-    out += [""] + [f"- {x}" for x in best_lines(r) + [pareto_line(r)]] + ["", legend(r)]
-    return "\n".join(out) + "\n"
+    out += ["", "Best per group, and the Pareto front:", ""] + [f"- {x}" for x in best_lines(r) + [pareto_line(r)]]
+    return "\n".join(out + ["", legend(r, f"`{SIG}`:")]) + "\n"
 
 
 def render(r: Ranking, form: str) -> str:

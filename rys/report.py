@@ -100,6 +100,7 @@ def plot_heatmap(Figure, grid, unit: str, scale: int, path: Path) -> None:
     fig = Figure(figsize=(1.2 + 0.55 * len(ends), 1.0 + 0.45 * len(starts)))
     ax = fig.add_subplot()
     lim = np.nanmax(np.abs(delta)) or 1.0  # symmetric colour scale: white is "no change"
+    ax.set_facecolor("0.85")  # grey: not measured (white is a delta of 0)
     im = ax.imshow(np.ma.masked_invalid(delta), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(len(ends)), [str(j) for j in ends])
     ax.set_yticks(range(len(starts)), [str(i) for i in starts])
@@ -108,7 +109,7 @@ def plot_heatmap(Figure, grid, unit: str, scale: int, path: Path) -> None:
     ax.set_title(f"{unit}: delta vs baseline (* interval excludes 0)")
     for a, b in zip(*np.nonzero(~np.isnan(delta))):
         ax.text(b, a, fmt(delta[a, b], scale, True) + ("*" if sig[a, b] else ""), ha="center", va="center",
-                fontsize=7)
+                fontsize=7, color="white" if abs(delta[a, b]) > 0.6 * lim else "black")
     fig.colorbar(im, ax=ax, label="delta")
     _save_png(fig, path)
 
@@ -220,7 +221,8 @@ def model_card(r: Ranking, seed: int = 0) -> list[str]:
     out = ["### Files", ""]
     out += md_table(["File", "Layers", "Size"], [
         [_base_name(r), _count(base["layers"]), _size(_layer_bytes(r, BASELINE))],
-        [_built_name(r, w["spec"]), _count(w["layers"]), _size(_layer_bytes(r, w["candidate"]))]])
+        [_built_name(r, w["spec"]), _count(w["layers"]), "~" + _size(_layer_bytes(r, w["candidate"]))]])
+    out += ["", "The second size is estimated: the base file plus one copy of each repeated layer."]
     stages = [("search", r.sweep.items[r.sweep.items["stage"] != HOLDOUT], "")]
     if r.holdout:
         stages.append(("hold-out", r.sweep.items[r.sweep.items["stage"] == HOLDOUT], "holdout_"))
@@ -253,7 +255,12 @@ def _heatmap_section(r: Ranking, out: Path, Figure) -> list[str]:
             continue
         png = out.with_name(f"{out.stem}_{unit}_delta.png")
         plot_heatmap(Figure, grid, unit, r.scales[unit], png)
-        lines += [f"### {unit}", "", f"![{unit} delta by block start and end]({png.name})", ""]
+        n = r.ranked[f"{unit}_n"].dropna()
+        n = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+        lines += [f"### {unit}", "", f"![{unit} delta by block start and end]({png.name})", "",
+                  f"Rows: first layer I of the repeated block; columns: last layer J. Each cell is the delta of "
+                  f"block I-J over {n} items; * marks an interval that excludes 0; grey: not "
+                  "measured.", ""]
     return lines
 
 
@@ -287,7 +294,7 @@ def render_report(r: Ranking, out: Path, seed: int = 0) -> str:
              f"{len(r.table)} candidates ({', '.join(f'{n} {s}' for s, n in counts.items())}) from "
              f"{', '.join(str(f) for f in r.sweep.folders)}; model {model.get('file', _base_name(r))}, "
              f"{_size(model.get('size'))}. Written by rys {__version__}.", "",
-             "## Reproduce", "", "```sh", *reproduce(r), "```", "", "## Ranking", "", as_md(r).rstrip(), ""]
+             "## Reproduce", "", "```sh", *reproduce(r), "```", "", "## Ranking", "", as_md(r, holdout=False).rstrip(), ""]
     lines += _heatmap_section(r, out, Figure) + [""] + _pareto_section(r, out, Figure) + [""]
     lines += _holdout_section(r) + ["", f"## Model card snippet (winner by {r.by})", ""] + model_card(r, seed)
     if r.notes:

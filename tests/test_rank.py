@@ -83,8 +83,9 @@ def test_the_interval_matches_the_normal_approximation():
     rng = np.random.default_rng(7)
     base = rng.uniform(0, 1, 400)
     diff = rng.normal(0.05, 0.3, 400)
-    delta, lo, hi = paired_delta("partial", [rd.row("m", i, b + d, "partial") for i, (b, d) in enumerate(zip(base, diff))],
-                                 [rd.row("m", i, b, "partial") for i, b in enumerate(base)], [0], n_boot=4000)
+    cand = [rd.row("m", i, b + d, "partial") for i, (b, d) in enumerate(zip(base, diff))]
+    delta, lo, hi = paired_delta("partial", cand, [rd.row("m", i, b, "partial") for i, b in enumerate(base)], [0],
+                                 n_boot=4000)
     half = 1.96 * diff.std() / np.sqrt(400)
     assert delta == pytest.approx(diff.mean(), abs=1e-12)
     assert (hi - lo) / 2 == pytest.approx(half, rel=0.08)
