@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 from collections import Counter
+from pathlib import Path
 
 import click
 
@@ -50,6 +51,8 @@ def cli():
       rys inspect Qwen3.5-4B-Q4_K_M.gguf
       rys build Qwen3.5-4B-Q4_K_M.gguf 27-30
       rys verify Qwen3.5-4B-Q4_K_M-rys_27-30.gguf
+      rys rank sweeps/Qwen3.5-4B-Q4_K_M
+      rys report sweeps/Qwen3.5-4B-Q4_K_M
     """
 
 
@@ -392,6 +395,67 @@ def _progress_events():
     events = Events(candidate, items, finished)
     events.close = lambda: bars.get("items") and bars["items"].close()
     return events
+
+
+@cli.command("rank")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--by", default="combined", show_default=True,
+              help="Rank by combined (sum of per-group z-scores of the deltas, as RYS ranks) "
+                   "or by one group's delta: math, eq, reasoning.")
+@click.option("--format", "form", type=click.Choice(["table", "csv", "json", "md"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--suites", is_flag=True, help="Also show every suite on its own (math.arith, ...).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@_user_errors
+def rank_command(dirs, by, form, suites, seed):
+    """Rank the candidates of one sweep (several DIRs: its shards, merged).
+
+    \b
+    Per probe group and candidate: score, n, delta vs baseline with a paired
+    bootstrap 95% interval (* where it excludes 0), and combined, the sum of
+    the z-scores of the deltas across candidates. Failed and skipped
+    candidates are listed with their reason; then the best candidate per
+    group and the Pareto front of gain vs layers added.
+
+    \b
+    Examples:
+      rys rank sweeps/Qwen3.5-4B-Q4_K_M
+      rys rank shard1/ shard2/ --by reasoning
+      rys rank sweeps/SmolLM2 --format json > ranking.json
+    """
+    from .rank import rank
+    from .rank_format import render
+
+    ranking = rank(list(dirs), by, suites=suites, seed=seed)
+    for note in ranking.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(render(ranking, form), nl=False)
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Report file [default: DIR/report.md]; images are written beside it.")
+@click.option("--by", default="combined", show_default=True, help="Which ranking picks the winner (as in rys rank).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@_user_errors
+def report(dirs, out, by, seed):
+    """Write a Markdown report of a sweep: ranking, heatmaps, model card.
+
+    \b
+    The report holds the commands that reproduce its numbers, the ranking,
+    a start x end heatmap of each probe group's delta (PNG, needs
+    matplotlib), the Pareto view, the hold-out re-measurement and a
+    model-card snippet for the winner. Prints the report's path.
+
+    \b
+    Examples:
+      rys report sweeps/Qwen3.5-4B-Q4_K_M
+      rys report shard1/ shard2/ -o REPORT.md
+    """
+    from .report import write_report
+
+    click.echo(str(write_report(list(dirs), out, by=by, seed=seed)))
 
 
 def _register() -> None:

@@ -78,7 +78,8 @@ def model_identity(m: Model) -> dict:
     with open(m.path, "rb") as fh:
         h.update(fh.read(min(head, 64 << 20)))
     return {"file": m.path.name, "size": m.file.size, "header_sha256": h.hexdigest(), "arch": m.arch,
-            "layers": m.n_trunk, "extra_layers": m.n_extra}
+            "layers": m.n_trunk, "extra_layers": m.n_extra,
+            "layer_bytes": [m.layer_bytes(i) for i in range(m.n_trunk)]}
 
 
 def block_specs(n_trunk: int, block: int, stride: int, start: int = 0, end: int | None = None) -> list[str]:

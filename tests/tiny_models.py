@@ -170,7 +170,7 @@ def write_model(
     d = dims
     w = gguf.GGUFWriter(path, arch)
     w.add_name(name)
-    w.add_context_length(256)
+    w.add_context_length(4096)  # llama-server caps a slot at the training context
     w.add_embedding_length(d.n_embd)
     w.add_block_count(len(full))
     w.add_feed_forward_length(d.n_ff)
