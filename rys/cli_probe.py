@@ -4,6 +4,7 @@ Registered in the main group by cli.py (`cli.add_command(probe_command)`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -56,7 +57,9 @@ def check_writable(path: Path) -> None:
 
 
 @click.command("probe")
-@click.option("--url", required=True, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080")
+@click.argument("model_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080 "
+              "(or give MODEL.gguf instead and rys serves it with llama-server for the run).")
 @click.option("--suite", "spec", required=True,
               help="Comma-separated suites or aliases (math, eq, reasoning, math.arith, ...), "
                    "or data sets by path: gsm8k=FILE.jsonl, bbh=TASK.json[:COT.txt], eqbench=FILE.json.")
@@ -72,11 +75,15 @@ def check_writable(path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {suite, score, ci_low, ci_high, n, parse_rate}.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON line per item (completion, extracted answer, score, latency, tokens).")
-def probe_command(url, spec, limit, seed, mode, concurrency, timeout, model, as_json, out):
-    """Score a running model server on math, EQ and reasoning probes.
+@click.option("--server-bin", default=None, help="llama-server binary, when MODEL.gguf is given.")
+@click.option("--threads", type=int, default=None, help="llama-server threads, when MODEL.gguf is given.")
+def probe_command(model_file, url, spec, limit, seed, mode, concurrency, timeout, model, as_json, out,
+                  server_bin, threads):
+    """Score a model server (or MODEL.gguf, served for the run) on math, EQ and reasoning probes.
 
     \b
     Examples:
+      rys probe Qwen3.5-4B-Q4_K_M.gguf --suite math,eq,reasoning --limit 20
       rys probe --url http://127.0.0.1:8080 --suite math,eq,reasoning --limit 20
       rys probe --url http://127.0.0.1:8080 --suite reasoning --mode choice --json
       rys probe --url http://127.0.0.1:8080 --suite gsm8k=train.jsonl --limit 100 --out rows.jsonl
@@ -90,10 +97,20 @@ def probe_command(url, spec, limit, seed, mode, concurrency, timeout, model, as_
         bar.update(1)
 
     try:
+        if (model_file is None) == (url is None):
+            raise RysError("give either MODEL.gguf or --url (not both)")
         if out is not None:
             check_writable(out)
-        results = run_suites(url, spec, limit=limit, seed=seed, mode=mode, concurrency=concurrency,
-                             timeout=timeout, model=model, progress=progress)
+        with contextlib.ExitStack() as stack:
+            if model_file is not None:
+                from .server import LlamaServer
+
+                log = Path(tempfile.gettempdir()) / f"rys-probe-{os.getpid()}.log"
+                srv = stack.enter_context(LlamaServer(model_file, log_path=log, slots=concurrency,
+                                                      server_bin=server_bin, threads=threads))
+                url = srv.base_url
+            results = run_suites(url, spec, limit=limit, seed=seed, mode=mode, concurrency=concurrency,
+                                 timeout=timeout, model=model, progress=progress)
         if out is not None:
             write_jsonl_atomic(out, results.rows)
     except RysError as e:
