@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -132,17 +131,43 @@ def plan_candidates(m: Model, cfg: SweepConfig) -> list[Planned]:
 
 
 def scratch_folder(model_size: int, fallback: Path) -> Path:
-    """RAM-backed /dev/shm when it has room for two candidates and memory to spare, else `fallback`."""
+    """RAM-backed /dev/shm when it has room for two candidates and memory to
+    spare, else a folder under `fallback`. Folders left by sweeps that were
+    killed (their pid is gone) are removed first: /dev/shm holds RAM."""
     shm = Path("/dev/shm")
+    _remove_stale(shm)
     try:
         free = shutil.disk_usage(shm).free if shm.is_dir() else 0
-        avail = _mem_available()
     except OSError:
-        free = avail = 0
-    if free > 2.5 * model_size and avail > 3 * model_size:
-        return Path(tempfile.mkdtemp(prefix="rys-", dir=shm))
+        free = 0
+    prefix = f"rys-{os.getpid()}-"
+    if free > 2.5 * model_size and _mem_available() > 3 * model_size:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
     fallback.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="scratch-", dir=fallback))
+    _remove_stale(fallback)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=fallback))
+
+
+def _remove_stale(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for d in folder.glob("rys-*-*"):
+        try:
+            pid = int(d.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if d.is_dir() and not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _mem_available() -> int:
@@ -254,8 +279,6 @@ class Sweep:
     # --- probing ----------------------------------------------------------
     def probe(self, p: Planned, scratch: Path, suites, stage: str) -> bool:
         """Score `p` on every item of `suites` not yet in the store. False if the candidate failed."""
-        from .client import ChatClient
-        from .evaluate import ask
         from .server import LlamaServer
 
         done = self.store.done_items(p.name)
@@ -267,34 +290,46 @@ class Sweep:
         self.events.candidate(p.name, f"probing {stage}")
         logs = self.out / "logs"
         logs.mkdir(exist_ok=True)
+        extra = {"ctx": self.cfg.ctx} if self.cfg.ctx else {}
         try:
-            extra = {"ctx": self.cfg.ctx} if self.cfg.ctx else {}
             with LlamaServer(path, log_path=logs / f"{p.name}.log", slots=self.cfg.concurrency,
                              server_bin=self.cfg.server_bin, threads=self.cfg.threads, **extra) as srv:
                 self._set(p, "running", server=srv.props)
-                client = ChatClient(srv.base_url, timeout=self.cfg.timeout)
-                n_done, failures, successes = total - len(todo), 0, 0
-                with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-                    futures = {pool.submit(ask, client, s, it, self.cfg.mode): s for s, it in todo}
-                    for fut in as_completed(futures):
-                        row = fut.result()
-                        row["scoring"] = futures[fut].scoring
-                        if row["error"]:
-                            failures += 1
-                            if not srv.alive():
-                                raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
-                            if failures >= 5 and successes == 0:
-                                raise RysError(f"every request failed: {row['error']}")
-                        else:
-                            successes += 1
-                        self.store.put_item(p.name, stage, row)
-                        n_done += 1
-                        self.events.items(p.name, n_done, total)
+                self._ask_all(srv, p, todo, stage, total)
         except RysError as exc:
             self._set(p, "failed", str(exc))
             self.events.finished(p.name, "failed", str(exc))
             return False
         return True
+
+    def _ask_all(self, srv, p: Planned, todo: list, stage: str, total: int) -> None:
+        """Ask every (suite, item) of `todo` on `srv`, storing each row as it arrives."""
+        from .client import ChatClient
+        from .evaluate import ask
+
+        client = ChatClient(srv.base_url, timeout=self.cfg.timeout)
+        n_done, failures, successes = total - len(todo), 0, 0
+        pool = ThreadPoolExecutor(self.cfg.concurrency)
+        try:
+            futures = {pool.submit(ask, client, s, it, self.cfg.mode): s for s, it in todo}
+            for fut in as_completed(futures):
+                row = fut.result()
+                row["scoring"] = futures[fut].scoring
+                if row["error"]:
+                    failures += 1
+                    if not srv.alive():
+                        raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
+                    if failures >= 5 and successes == 0:
+                        raise RysError(f"every request failed: {row['error']}")
+                else:
+                    successes += 1
+                self.store.put_item(p.name, stage, row)
+                n_done += 1
+                self.events.items(p.name, n_done, total)
+        finally:
+            # On Ctrl-C or an error, do not wait for requests in flight: the
+            # server is stopped right after this and they fail fast.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # --- the whole sweep ----------------------------------------------------
     def run(self) -> SweepResult:

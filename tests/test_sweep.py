@@ -156,3 +156,15 @@ def test_interrupted_sweep_resumes_and_leaves_no_server(sig, tmp_path):
     assert len(after) == 3 * 12
     assert all(after[k] == v for k, v in before.items())  # nothing done before the kill was recomputed
     assert _servers_for(tmp_path) == []
+
+
+def test_stale_scratch_folders_of_dead_sweeps_are_removed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"rys-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "big.gguf").write_bytes(b"x")
+    mine = tmp_path / f"rys-{os.getpid()}-def"
+    mine.mkdir()
+    sweep_mod._remove_stale(tmp_path)
+    assert not stale.exists() and mine.exists()
