@@ -10,7 +10,7 @@ LLAMA_SERVER := $(CACHE)/llama.cpp-$(LLAMA_CPP_PYTHON)/bin/llama-server
 export RYS_LLAMA_SERVER ?= $(LLAMA_SERVER)
 export RYS_CACHE := $(CACHE)
 
-.PHONY: install test test-slow test-all bench demo llama-server wheel smollm2 clean
+.PHONY: install test test-slow test-all bench bench-probe demo llama-server wheel smollm2 clean
 
 install: $(VENV)/.installed llama-server smollm2
 
@@ -45,6 +45,17 @@ test-all: install
 
 bench: install
 	$(BIN)/python benchmarks/build_speed.py
+
+bench-probe: install
+	$(BIN)/python benchmarks/probe_throughput.py
+
+# The README's demo: a sweep of SmolLM2-135M-Instruct, then its ranking and report.
+DEMO := sweeps/demo-smollm2
+demo: install
+	$(BIN)/rys sweep "$$($(BIN)/python -m rys.assets smollm2)" --block 8 --stride 4 \
+		--suite math,reasoning --mode choice --limit 4 --out $(DEMO)
+	$(BIN)/rys rank $(DEMO)
+	$(BIN)/rys report $(DEMO)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -10,18 +10,16 @@ written to a temporary name and renamed, so an interruption leaves no half file.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shlex
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import __version__, plan
-from .errors import RysError
 from .evaluate import bootstrap_ci
+from .atomic import write_atomic
 from .rank import BASELINE, HOLDOUT, Ranking, rank, unit_scoring
 from .rank_format import as_md, delta_cell, fmt, holdout_rows, md_table, missing, ranking_rows
 from .scorers import suite_score
@@ -30,22 +28,6 @@ BLOCK = re.compile(r"^(\d+)-(\d+)$")
 
 
 # -- files ---------------------------------------------------------------------------------
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target and rename over it."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise RysError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
 
 def _count(n) -> str:
     return "-" if missing(n) else str(n)
