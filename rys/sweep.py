@@ -272,8 +272,11 @@ class Sweep:
         return self.files[p.name]
 
     def drop_file(self, p: Planned) -> None:
+        """Delete a candidate's built file (never the baseline: that is the user's model)."""
+        if p.name == BASELINE:
+            return
         path = self.files.pop(p.name, None)
-        if path and p.name != BASELINE and not self.cfg.keep_models:
+        if path and not self.cfg.keep_models:
             path.unlink(missing_ok=True)
 
     # --- probing ----------------------------------------------------------

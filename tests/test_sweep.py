@@ -168,3 +168,54 @@ def test_stale_scratch_folders_of_dead_sweeps_are_removed(tmp_path):
     mine.mkdir()
     sweep_mod._remove_stale(tmp_path)
     assert not stale.exists() and mine.exists()
+
+
+def _tiny_cfg(model, **kw):
+    base = dict(model=str(model), suite="math.arith", limit=4, concurrency=2, threads=1)
+    return SweepConfig(**{**base, **kw})
+
+
+def test_halving_gives_the_survivor_every_item_and_the_rest_fewer(tmp_path):
+    model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
+    cfg = _tiny_cfg(model, blocks="0-1,2-3,4-5,6-7", halving=True, limit=8)
+    Sweep(cfg, tmp_path / "out").run()
+    with Store(tmp_path / "out") as store:
+        counts = {c.candidate: len(store.item_rows(c.candidate)) for c in store.candidates()}
+    # 4 candidates, limit 8: rungs of 2 and 4 items, then the survivor gets all 8
+    assert counts[BASELINE] == 8
+    assert sorted(v for k, v in counts.items() if k != BASELINE) == [2, 2, 4, 8]
+
+
+def test_kl_prefilter_prunes_and_reports(tmp_path):
+    model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
+    cfg = _tiny_cfg(model, blocks="0-1,6-7", prefilter="kl", kl_threshold=0.0, limit=2)
+    result = Sweep(cfg, tmp_path / "out").run()
+    assert result.counts == {"ok": 1, "pruned": 2}
+    with Store(tmp_path / "out") as store:
+        pruned = [c for c in store.candidates() if c.status == "pruned"]
+        assert all(c.reason.startswith("KL prefilter: ") and "> 0.0" in c.reason for c in pruned)
+        kl = store.get_meta("kl")
+        assert set(kl) == {"0-1", "6-7"} and all(v > 0 for v in kl.values())
+
+
+def test_holdout_items_go_to_the_top_candidates_and_the_baseline(tmp_path):
+    model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
+    cfg = _tiny_cfg(model, blocks="0-1,2-3,4-5", holdout=2, holdout_top=1, limit=3)
+    Sweep(cfg, tmp_path / "out").run()
+    with Store(tmp_path / "out") as store:
+        held = {}
+        for r in store.item_rows():
+            if r["stage"] == "holdout":
+                held.setdefault(r["candidate"], set()).add(r["id"])
+        search_ids = {r["id"] for r in store.item_rows(BASELINE) if r["stage"] == "search"}
+    assert len(held) == 2 and BASELINE in held
+    assert all(len(v) == 2 and not (v & search_ids) for v in held.values())
+
+
+def test_shards_merge_into_one_ranking(tmp_path):
+    model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
+    for k in (1, 2):
+        Sweep(_tiny_cfg(model, blocks="0-1,2-3,4-5", shard=f"{k}/2", limit=2), tmp_path / f"s{k}").run()
+    r = CliRunner().invoke(cli, ["rank", str(tmp_path / "s1"), str(tmp_path / "s2"), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(x["candidate"] for x in json.loads(r.stdout)) == sorted([BASELINE, "0-1", "2-3", "4-5"])
