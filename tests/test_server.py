@@ -393,7 +393,7 @@ def test_serve_until_ctrl_c(smollm2, tmp_path):
         [srv] = [p for p in processes() if p["ppid"] == proc.pid and "llama-server" in p["args"]]
         assert "--reasoning off" in srv["args"]  # extra args reach llama-server
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=60) == 0  # generous: a loaded 2-core CI machine is slow to stop
     finally:
         if proc.poll() is None:
             proc.kill()

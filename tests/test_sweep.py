@@ -126,7 +126,8 @@ def _servers_for(path) -> list[int]:
 def test_interrupted_sweep_resumes_and_leaves_no_server(sig, tmp_path):
     model = tiny_models.write_model(tmp_path / "m.gguf", "qwen35", 8)
     out = tmp_path / "out"
-    cmd = RYS + ["sweep", str(model), "--blocks", "0-3,4-7", "--suite", "math.arith,math.word", "--limit", "6",
+    # enough items that the sweep is still running when the signal arrives
+    cmd = RYS + ["sweep", str(model), "--blocks", "0-3,4-7", "--suite", "math.arith", "--limit", "60",
                  "--concurrency", "1", "--threads", "1", "--out", str(out), "-q"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -153,7 +154,7 @@ def test_interrupted_sweep_resumes_and_leaves_no_server(sig, tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     after = dict(((c, s, i), r) for c, s, i, r in db.execute("SELECT candidate, suite, item_id, row FROM items"))
-    assert len(after) == 3 * 12
+    assert len(after) == 3 * 60
     assert all(after[k] == v for k, v in before.items())  # nothing done before the kill was recomputed
     assert _servers_for(tmp_path) == []
 
