@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -46,3 +47,10 @@ def smollm2() -> Path:
     from rys.assets import smollm2_path
 
     return smollm2_path()
+
+
+def default_sigint() -> None:
+    """preexec_fn for children that a test stops with SIGINT: a shell that runs
+    `make test` in the background (CI, nohup) ignores SIGINT, children inherit
+    that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,7 @@ import requests
 from click.testing import CliRunner
 
 import tiny_models
+from conftest import default_sigint
 from rys import server
 from rys.cli import cli
 from rys.errors import RysError
@@ -383,7 +384,7 @@ def test_serve_until_ctrl_c(smollm2, tmp_path):
     err = open(tmp_path / "stderr.txt", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "rys.cli", "serve", str(smollm2), "--port", str(port),
                              "--threads", "1", "--ctx", "256", "--", "--reasoning", "off"],
-                            stdout=subprocess.PIPE, stderr=err, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=err, text=True, env=ENV, preexec_fn=default_sigint)
     try:
         first = proc.stdout.readline()
         assert first == (f"serving {smollm2.name} at http://127.0.0.1:{port}  "
@@ -393,7 +394,7 @@ def test_serve_until_ctrl_c(smollm2, tmp_path):
         [srv] = [p for p in processes() if p["ppid"] == proc.pid and "llama-server" in p["args"]]
         assert "--reasoning off" in srv["args"]  # extra args reach llama-server
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0  # generous: a loaded 2-core CI machine is slow to stop
+        assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

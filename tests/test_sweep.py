@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import tiny_models
+from conftest import default_sigint
 from rys import sweep as sweep_mod
 from rys.cli import cli
 from rys.errors import RysError
@@ -130,7 +131,7 @@ def test_interrupted_sweep_resumes_and_leaves_no_server(sig, tmp_path):
     cmd = RYS + ["sweep", str(model), "--blocks", "0-3,4-7", "--suite", "math.arith", "--limit", "60",
                  "--concurrency", "1", "--threads", "1", "--out", str(out), "-q"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     deadline = time.time() + 120
     n = 0
     while time.time() < deadline and proc.poll() is None:
