@@ -103,7 +103,7 @@ def inspect_dict(m) -> dict:
              "tensors": len(m.layers[i])}
             for i in range(m.n_layer_all)
         ],
-        "rys": {k[4:]: v.value for k, v in m.file.fields.items() if k.startswith("rys.")} or None,
+        "rys": {k[4:]: v.value for k, v in m.file.fields.items() if k.startswith("rys.") and k != "rys.page_pad"} or None,
     }
 
 

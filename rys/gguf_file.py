@@ -150,6 +150,53 @@ def data_size(placements: list[Placement], alignment: int) -> int:
     return sum(_pad(p.source.n_bytes, alignment) for p in placements)
 
 
+PAGE = 4096  # copies between offsets congruent modulo a page are faster, and can be reflinks
+PAD_KEY = "rys.page_pad"  # spaces that put the output's tensor data page-congruent with the source's
+
+
+def _header(path: Path, fields: dict[str, Value], placements: list[Placement], pad: int) -> gguf.GGUFWriter:
+    """Write header, key/values and tensor infos to `path`; the writer is left open after them."""
+    arch = str(fields[gguf.Keys.General.ARCHITECTURE].value)
+    writer = gguf.GGUFWriter(path, arch)
+    for key, val in fields.items():
+        if key == gguf.Keys.General.ARCHITECTURE:
+            continue
+        if key == gguf.Keys.General.ALIGNMENT:
+            writer.add_custom_alignment(int(val.value))
+            continue
+        writer.add_key_value(key, val.value, val.vtype, val.sub_type)
+    writer.add_key_value(PAD_KEY, " " * pad, gguf.GGUFValueType.STRING)
+    for p in placements:
+        t = p.source
+        # GGUFWriter wants numpy order (reversed ne); a non-uint8 dtype keeps the shape as given.
+        writer.add_tensor_info(p.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.n_bytes, raw_dtype=t.ggml_type)
+    writer.write_header_to_file(path)
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.fout[0].flush()
+    return writer
+
+
+def _page_pad(out: Path, src: GGUFFile, fields: dict[str, Value], placements: list[Placement]) -> int:
+    """Length of the PAD_KEY string that makes the output's data section start
+    at the same offset modulo a page as the source's (measured with a dry run
+    of the header: its size depends on every key)."""
+    alignment = int(fields[gguf.Keys.General.ALIGNMENT].value) if gguf.Keys.General.ALIGNMENT in fields else 32
+    if not src.tensors or PAGE % alignment:
+        return 0
+    dry = out.with_name(out.name + ".header")
+    try:
+        writer = _header(dry, fields, placements, 0)
+        end = writer.fout[0].tell()
+        writer.close()
+    finally:
+        dry.unlink(missing_ok=True)
+    src_start = min(t.offset for t in src.tensors)
+    start = _pad(end, alignment)
+    target = start + (src_start - start) % PAGE  # a multiple of the alignment too
+    return target - end
+
+
 def write(
     out: Path,
     src: GGUFFile,
@@ -162,25 +209,9 @@ def write(
     `fields` must hold general.architecture; general.alignment (if present)
     sets the data alignment, so every tensor keeps the alignment of its source.
     """
-    arch = str(fields[gguf.Keys.General.ARCHITECTURE].value)
-    writer = gguf.GGUFWriter(out, arch)
-    for key, val in fields.items():
-        if key == gguf.Keys.General.ARCHITECTURE:
-            continue
-        if key == gguf.Keys.General.ALIGNMENT:
-            writer.add_custom_alignment(int(val.value))
-            continue
-        writer.add_key_value(key, val.value, val.vtype, val.sub_type)
+    writer = _header(out, fields, placements, _page_pad(out, src, fields, placements))
     alignment = writer.data_alignment
-    for p in placements:
-        t = p.source
-        # GGUFWriter wants numpy order (reversed ne); a non-uint8 dtype keeps the shape as given.
-        writer.add_tensor_info(p.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.n_bytes, raw_dtype=t.ggml_type)
-    writer.write_header_to_file(out)
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
     fout = writer.fout[0]
-    fout.flush()
     data_start = _pad(fout.tell(), alignment)
     dst_fd = fout.fileno()
     with open(src.path, "rb") as fsrc:

@@ -171,18 +171,29 @@ def _provenance(p: Plan, out: dict[str, Value]) -> None:
 
 
 def _placements(p: Plan) -> list[Placement]:
-    """Output tensors in file order: globals that came before the first layer,
-    then every new layer, then the remaining globals."""
+    """Output tensors in file order (the order llama.cpp needs is only that of
+    the offsets, names may come in any order): every source tensor the path
+    uses, in source order under its new name, then the extra copies of
+    repeated layers. The bulk of the file is then one run of bytes in the
+    same order as the source, which copies fastest (and can be a reflink)."""
     m = p.model
-    layer_tensors = []
+    first: dict[int, int] = {}
+    repeats: list[tuple[int, int]] = []  # (new index, source layer)
     for k, i in enumerate(p.full_path):
-        for t in m.layers[i]:
-            suffix = BLOCK_RE.match(t.name).group(2)
-            layer_tensors.append(Placement(f"blk.{k}.{suffix}", t))
-    first_block = next((n for n, t in enumerate(m.file.tensors) if BLOCK_RE.match(t.name)), len(m.file.tensors))
-    before = [Placement(t.name, t) for t in m.file.tensors[:first_block] if not BLOCK_RE.match(t.name)]
-    after = [Placement(t.name, t) for t in m.file.tensors[first_block:] if not BLOCK_RE.match(t.name)]
-    return before + layer_tensors + after
+        if i in first:
+            repeats.append((k, i))
+        else:
+            first[i] = k
+    out = []
+    for t in m.file.tensors:
+        match = BLOCK_RE.match(t.name)
+        if match is None:
+            out.append(Placement(t.name, t))
+        elif int(match.group(1)) in first:
+            out.append(Placement(f"blk.{first[int(match.group(1))]}.{match.group(2)}", t))
+    for k, i in repeats:
+        out.extend(Placement(f"blk.{k}.{BLOCK_RE.match(t.name).group(2)}", t) for t in m.layers[i])
+    return out
 
 
 def prepare(src, spec_text: str, out=None, layout: str = "auto", force: bool = False) -> tuple[Plan, Path]:

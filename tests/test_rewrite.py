@@ -54,7 +54,7 @@ def test_identity_path_keeps_every_tensor_and_key(llama8, tmp_path):
         assert _bytes(llama8, t.name) == _bytes(out, u.name)
     changed = {k for k in a.fields if a.fields[k] != b.fields[k]}
     assert changed == {"general.name"}
-    assert set(b.fields) - set(a.fields) == {"rys.layer_path", "rys.spec", "rys.source.name", "rys.source.size", "rys.version"}
+    assert set(b.fields) - set(a.fields) == {"rys.layer_path", "rys.spec", "rys.source.name", "rys.source.size", "rys.version", "rys.page_pad"}
     assert b.get("general.name") == "tiny-rys_path_0-7"
     assert b.get("rys.layer_path") == list(range(8))
     assert b.get("rys.source.name") == llama8.name and b.get("rys.source.size") == llama8.stat().st_size
@@ -175,3 +175,14 @@ def test_rewriting_a_rewrite_keeps_original_indices(llama8, tmp_path):
     second = rewrite.build(first, "path:0-5", tmp_path / "2.gguf").out
     assert load(second).file.get("rys.layer_path") == [0, 1, 2, 3, 2, 3]
     assert load(second).file.get("rys.source.name") == llama8.name
+
+
+def test_data_section_is_page_congruent_with_the_source(raw_types, tmp_path):
+    """Every tensor of the source layout keeps its offset modulo 4096 (one fast
+    in-kernel copy, or a reflink); only the extra copies of 2-3 come after it."""
+    r = rewrite.build(raw_types, "2-3", tmp_path / "p.gguf")
+    dst = {t.name: t for t in gguf_file.read(r.out).tensors}
+    moved = {p.name for p in r.plan.placements if (dst[p.name].offset - p.source.offset) % 4096}
+    assert moved == {f"blk.{k}.t{j}_{t.lower()}.weight" for k in (4, 5) for j, t in enumerate(RAW_TYPES)}
+    names = [p.name for p in r.plan.placements]
+    assert names[-2 * len(RAW_TYPES):] == sorted(moved, key=names.index)  # the copies come last
