@@ -1,10 +1,10 @@
 """Benchmark: `rys build` vs `cp`, per output byte, and rys's peak memory.
 
 Writes a synthetic llama-shaped GGUF of about 1.1 GB (Q4_K-typed random
-bytes: the content does not matter for copying), then in one run times
-`cp` of the input, `rys build` of a 4-layer block, and `cp` again, and prints
-the ratio of seconds per output byte (rys / cp, against the faster cp) and
-rys's peak RSS. Machines are noisy: read the ratio, not the seconds.
+bytes: the content does not matter for copying), then in one run times,
+in alternating rounds, `cp` of the input (followed by `sync` of the copy:
+rys fsyncs its output) and `rys build` of a 4-layer block, and prints the
+ratio of the best seconds per output byte of each and rys's peak RSS. Machines are noisy: read the ratio, not the seconds.
 
 Usage: python benchmarks/build_speed.py [--size-gb 1.1] [--dir DIR] [--keep]
 """
@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--size-gb", type=float, default=1.1)
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the files")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating cp / rys rounds; the best of each counts")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rys-bench-", dir=args.dir))
     rys = shutil.which("rys") or str(Path(sys.executable).with_name("rys"))
@@ -91,7 +92,7 @@ def main() -> None:
         # rys fsyncs its output before the rename (crash safety), so cp is timed with
         # `sync FILE` after it: both commands end with the bytes on disk.
         runs = {"cp": [], "rys": []}
-        for rnd in range(2):
+        for rnd in range(args.rounds):
             for name in ("cp", "rys"):
                 target = out if name == "rys" else work / "copy.gguf"
                 if name == "cp":
