@@ -11,11 +11,9 @@ import tempfile
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from .atomic import write_atomic
 from .errors import RysError
-from .evaluate import MODES, run_suites
 
 
 def format_line(s: dict) -> str:
@@ -55,7 +53,7 @@ def check_writable(path: Path) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Items per suite (generated suites make this many; data sets are sampled by --seed).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated items, sampling and the bootstrap.")
-@click.option("--mode", type=click.Choice(MODES), default="generate", show_default=True,
+@click.option("--mode", type=click.Choice(["generate", "choice"]), default="generate", show_default=True,
               help="generate: answer read from the completion; choice: option letter read from next-token probabilities.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight at once.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
@@ -77,6 +75,10 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, timeout
       rys probe --url http://127.0.0.1:8080 --suite reasoning --mode choice --json
       rys probe --url http://127.0.0.1:8080 --suite gsm8k=train.jsonl --limit 100 --out rows.jsonl
     """
+    from tqdm import tqdm
+
+    from .evaluate import run_suites
+
     bar = tqdm(total=0, unit="item", disable=None, leave=False)
 
     def progress(suite: str, done: int, total: int) -> None:
