@@ -108,6 +108,8 @@ def main() -> None:
         cp_best = min(r[0] for r in runs["cp"])
         rys_best = min(r[0] for r in runs["rys"])
         print(f"ratio (rys / cp, best seconds per output byte): {rys_best / cp_best:.2f}   target <= 1.2")
+        paired = sorted(r[0] / c[0] for r, c in zip(runs["rys"], runs["cp"]))
+        print(f"per-round ratios: {' '.join(f'{x:.2f}' for x in paired)}   median {paired[len(paired) // 2]:.2f}")
         print(f"rys peak RSS: {max(r[1] for r in runs['rys']) / 1e6:.0f} MB   target < 150 MB")
     finally:
         if not args.keep:

@@ -89,20 +89,29 @@ class _FailFast:
             raise RysError(f"the first {self.failed} requests to {self.url} all failed: {row['error']}")
 
 
-def run_suite(client, suite: Suite, mode: str, concurrency: int, guard: _FailFast,
-              progress: Progress | None = None) -> list[dict]:
-    rows: list[dict | None] = [None] * len(suite.items)
+def budget(suite: Suite, item, mode: str) -> int:
+    """Tokens an item may generate: one in choice mode, the suite's limit otherwise."""
+    return 1 if mode == "choice" and item.choices else suite.max_tokens
+
+
+def ask_all(client, pairs: list, mode: str, concurrency: int, on_row: Callable[[Suite, dict], None]) -> None:
+    """Ask every (suite, item) pair, `concurrency` requests at a time, and
+    call `on_row(suite, row)` in the caller's thread as each one completes.
+
+    One pool serves all suites, so no suite waits for the slowest item of the
+    one before it. Items with the largest token budget go first (a long item
+    started last would leave the other server slots idle at the end); within
+    a budget, suite order is kept, so consecutive requests share a prompt
+    prefix the server has cached. An exception from `on_row` stops the run:
+    queued items are dropped and requests in flight are not waited for."""
+    order = sorted(pairs, key=lambda p: -budget(p[0], p[1], mode))
     pool = ThreadPoolExecutor(max_workers=concurrency)
     try:
-        futures = {pool.submit(ask, client, suite, item, mode): i for i, item in enumerate(suite.items)}
-        for done, fut in enumerate(as_completed(futures), 1):
-            rows[futures[fut]] = row = fut.result()
-            guard.record(row)
-            if progress:
-                progress(suite.name, done, len(suite.items))
+        futures = {pool.submit(ask, client, suite, item, mode): suite for suite, item in order}
+        for fut in as_completed(futures):
+            on_row(futures[fut], fut.result())
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # after an error: drop the queued items
-    return rows
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def bootstrap_ci(scoring: str, rows: list[dict], seed: int, name: str, n_boot: int = N_BOOT) -> tuple[float, float]:
@@ -136,16 +145,22 @@ def summarise(name: str, scoring: str, rows: list[dict], seconds: float, seed: i
     return summary
 
 
+def _union_seconds(span: dict, members) -> float:
+    """Wall seconds from the first request of any member suite to the last answer."""
+    spans = [span[m] for m in members if m in span]
+    return max(hi for _, hi in spans) - min(lo for lo, _ in spans) if spans else 0.0
+
+
 def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit: int | None = None,
                seed: int = 0, mode: str = "generate", concurrency: int = 4, timeout: float = 120.0,
                model: str = "rys", progress: Progress | None = None, client: ChatClient | None = None,
                n_boot: int = N_BOOT) -> ProbeResults:
     """Ask every item of the selected suites and score the answers.
 
-    `suites` is a --suite spec or an already resolved Selection. Suites run one
-    after the other (their prompts share a prefix, which the server caches),
-    items within a suite `concurrency` at a time. Raises RysError when the
-    server cannot be reached or no request succeeds."""
+    `suites` is a --suite spec or an already resolved Selection. All items go
+    through `ask_all`, `concurrency` at a time; a suite's `seconds` is the wall
+    span from its first request to its last answer (suites overlap). Raises
+    RysError when the server cannot be reached or no request succeeds."""
     if mode not in MODES:
         raise RysError(f"unknown mode {mode!r}; choose generate or choice")
     if concurrency < 1:
@@ -153,13 +168,29 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
     selection = suites if isinstance(suites, Selection) else resolve(suites, limit, seed)
     client = client or ChatClient(url, model=model, timeout=timeout)
     guard = _FailFast(url)
-    rows, summaries, seconds = [], [], {}
+    per_suite: dict[str, list] = {s.name: [None] * len(s.items) for s in selection.suites}
+    index = {(s.name, str(it.id)): i for s in selection.suites for i, it in enumerate(s.items)}
+    span: dict[str, list[float]] = {}  # suite -> [first request sent, last answer received]
+    start = clock()
+
+    def on_row(suite: Suite, row: dict) -> None:
+        per_suite[suite.name][index[suite.name, str(row["id"])]] = row
+        guard.record(row)
+        now = clock()
+        sent = max(start, now - (row["latency"] or 0.0))
+        lo, hi = span.get(suite.name, (sent, now))
+        span[suite.name] = [min(lo, sent), max(hi, now)]
+        if progress:
+            progress(suite.name, sum(r is not None for r in per_suite[suite.name]), len(suite.items))
+
+    ask_all(client, [(s, it) for s in selection.suites for it in s.items], mode, concurrency, on_row)
+    rows, summaries = [], []
+    seconds = {name: hi - lo for name, (lo, hi) in span.items()}
     for suite in selection.suites:
-        start = clock()
-        suite_rows = run_suite(client, suite, mode, concurrency, guard, progress)
-        seconds[suite.name] = clock() - start
-        rows += suite_rows
-        summaries.append(summarise(suite.name, suite.scoring, suite_rows, seconds[suite.name], seed, n_boot, suite.version))
+        rows += per_suite[suite.name]
+        seconds.setdefault(suite.name, 0.0)
+        summaries.append(summarise(suite.name, suite.scoring, per_suite[suite.name], seconds[suite.name],
+                                   seed, n_boot, suite.version))
     if rows and all(r["error"] for r in rows):
         raise RysError(f"every request to {url} failed: {rows[0]['error']}")
     by_name = {s.name: s for s in selection.suites}
@@ -167,7 +198,7 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
         # An alias's score pools its members' items (reasoning = fraction correct over all five).
         pooled = [r for r in rows if r["suite"] in members]
         summaries.append(summarise(alias, by_name[members[0]].scoring, pooled,
-                                   sum(seconds[m] for m in members), seed, n_boot))
+                                   _union_seconds(span, members), seed, n_boot))
     meta = {"url": url, "mode": mode, "seed": seed, "limit": limit, "concurrency": concurrency,
             "rys_version": __version__, "server": client.server_info(),
             "suites": {s.name: {"version": s.version, "source": s.source, "n": len(s.items)} for s in selection.suites}}

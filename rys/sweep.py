@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -308,31 +307,28 @@ class Sweep:
     def _ask_all(self, srv, p: Planned, todo: list, stage: str, total: int) -> None:
         """Ask every (suite, item) of `todo` on `srv`, storing each row as it arrives."""
         from .client import ChatClient
-        from .evaluate import ask
+        from .evaluate import ask_all
 
         client = ChatClient(srv.base_url, timeout=self.cfg.timeout)
-        n_done, failures, successes = total - len(todo), 0, 0
-        pool = ThreadPoolExecutor(self.cfg.concurrency)
-        try:
-            futures = {pool.submit(ask, client, s, it, self.cfg.mode): s for s, it in todo}
-            for fut in as_completed(futures):
-                row = fut.result()
-                row["scoring"] = futures[fut].scoring
-                if row["error"]:
-                    failures += 1
-                    if not srv.alive():
-                        raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
-                    if failures >= 5 and successes == 0:
-                        raise RysError(f"every request failed: {row['error']}")
-                else:
-                    successes += 1
-                self.store.put_item(p.name, stage, row)
-                n_done += 1
-                self.events.items(p.name, n_done, total)
-        finally:
-            # On Ctrl-C or an error, do not wait for requests in flight: the
-            # server is stopped right after this and they fail fast.
-            pool.shutdown(wait=False, cancel_futures=True)
+        count = {"done": total - len(todo), "failed": 0, "ok": 0}
+
+        def on_row(suite, row: dict) -> None:
+            row["scoring"] = suite.scoring
+            if row["error"]:
+                count["failed"] += 1
+                if not srv.alive():
+                    raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
+                if count["failed"] >= 5 and count["ok"] == 0:
+                    raise RysError(f"every request failed: {row['error']}")
+            else:
+                count["ok"] += 1
+            self.store.put_item(p.name, stage, row)
+            count["done"] += 1
+            self.events.items(p.name, count["done"], total)
+
+        # On Ctrl-C or an error, requests in flight are not waited for: the
+        # server is stopped right after this and they fail fast.
+        ask_all(client, todo, self.cfg.mode, self.cfg.concurrency, on_row)
 
     # --- the whole sweep ----------------------------------------------------
     def run(self) -> SweepResult:

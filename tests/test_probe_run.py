@@ -206,3 +206,30 @@ def test_frozen_clock_gives_zero_seconds(fake_openai, monkeypatch):
     sel = resolve("math.arith", limit=2)
     fake_openai.responder = responder_for(sel, "generate", "right")
     assert run_suites(fake_openai.url, sel).summaries[0]["seconds"] == 0.0
+
+
+def test_longest_budgets_are_asked_first_and_suites_stay_together(fake_openai):
+    sel = resolve("math.arith,reasoning.date,math.word,reasoning.causal", limit=3)
+    fake_openai.responder = responder_for(sel, "generate", "right")
+    res = run_suites(fake_openai.url, sel, concurrency=1)
+    sent = [p["messages"][-1]["content"] for p in fake_openai.requests]
+    by_prompt = {user_message(s, it, "generate"): (s.name, s.max_tokens)
+                 for s in sel.suites for it in s.items}
+    order = [by_prompt[m] for m in sent]
+    budgets = [b for _, b in order]
+    assert budgets == sorted(budgets, reverse=True) and budgets[0] > budgets[-1]
+    names = [n for n, _ in order]
+    assert names == ["math.word"] * 3 + ["reasoning.date"] * 3 + ["reasoning.causal"] * 3 + ["math.arith"] * 3
+    # results still come back in suite and item order, whatever order they were asked in
+    expected = ["math.arith"] * 3 + ["reasoning.date"] * 3 + ["math.word"] * 3 + ["reasoning.causal"] * 3
+    assert [r["suite"] for r in res.rows] == expected
+    assert [r["id"] for r in res.rows[:3]] == [it.id for it in sel.suites[0].items]
+    assert all(r["score"] == 1.0 for r in res.rows)
+
+
+def test_choice_items_are_asked_after_generated_ones(fake_openai):
+    sel = resolve("reasoning.date,math.arith", limit=2)
+    fake_openai.responder = responder_for(sel, "choice", "right")
+    run_suites(fake_openai.url, sel, mode="choice", concurrency=1)
+    budgets = [p["max_tokens"] for p in fake_openai.requests]
+    assert budgets == [32, 32, 1, 1]
