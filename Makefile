@@ -24,7 +24,7 @@ wheel:
 
 $(VENV)/.installed: pyproject.toml | wheel
 	$(PY) -m venv $(VENV)
-	PIP_FIND_LINKS="$(WHEELS) $$PIP_FIND_LINKS" $(BIN)/pip install --quiet -e '.[dev,torch,plot]'
+	PIP_FIND_LINKS="$(WHEELS) $$PIP_FIND_LINKS" $(BIN)/pip install --quiet -e '.[dev,torch,plot,fallback]'
 	touch $@
 
 llama-server:

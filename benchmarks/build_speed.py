@@ -12,7 +12,6 @@ Usage: python benchmarks/build_speed.py [--size-gb 1.1] [--dir DIR] [--keep]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny_models, tiny_vocab
 
 import tiny_models  # noqa: E402
 
+pytest_plugins = ["fake_openai", "shared_data"]  # their fixtures: fake_openai, datasets
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 

@@ -4,7 +4,6 @@ import json
 import re
 
 import pytest
-from shared_data import datasets  # noqa: F401  (fixture)
 
 from rys.errors import RysError
 from rys.suites import resolve

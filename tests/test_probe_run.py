@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from fake_openai import FakeOpenAI, fake_openai, responder_for  # noqa: F401  (fixture)
+from fake_openai import FakeOpenAI, responder_for
 from shared_data import DATASETS
 
 from rys import evaluate

@@ -406,3 +406,24 @@ def test_serve_until_ctrl_c(smollm2, tmp_path):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
 
+
+
+def test_fallback_server_answers_the_probes(smollm2, tmp_path, spawned, monkeypatch):
+    """With no llama-server binary, llama-cpp-python's own server is started
+    instead, with a warning, and the probes work against it in both modes."""
+    from rys.evaluate import run_suites
+
+    def no_binary(explicit=None):
+        raise RysError("no llama-server found")
+
+    monkeypatch.setattr(server, "find_server", no_binary)
+    with small(smollm2, tmp_path, ctx=1024) as srv:
+        assert srv.launcher.kind == "llama-cpp-python" and "one request at a time" in srv.launcher.note
+        assert srv.props["model_path"] == str(smollm2.resolve())
+        generated = run_suites(srv.base_url, "reasoning.navigation", limit=3, concurrency=1, n_boot=10)
+        chosen = run_suites(srv.base_url, "reasoning.navigation", limit=3, mode="choice", concurrency=1, n_boot=10)
+    assert not srv.alive()
+    assert generated.summaries[0]["failed"] == 0 and generated.summaries[0]["parse_rate"] == 1.0
+    assert all(r["completion_tokens"] > 0 for r in generated.rows)
+    for row in chosen.rows:  # the first token's top log-probabilities came back and name an option
+        assert row["error"] is None and row["option_probs"] and row["extracted"] in ("Yes", "No")

@@ -44,7 +44,8 @@ def _name(t: MT, bid: int | None = None, suffix: str = "weight") -> str:
     return f"{base}.{suffix}" if suffix else base
 
 
-def _llama_layer(d: Dims, kind: str) -> list[tuple[str, tuple[int, ...], str]]:
+def _attention(d: Dims) -> list[tuple[str, tuple[int, ...], str]]:
+    """Norm, Q, K, V and output projection: the attention tensors llama and gemma3 share."""
     qd, kvd = d.n_head * d.head_dim, d.n_head_kv * d.head_dim
     return [
         (_name(MT.ATTN_NORM), (d.n_embd,), "norm"),
@@ -52,6 +53,11 @@ def _llama_layer(d: Dims, kind: str) -> list[tuple[str, tuple[int, ...], str]]:
         (_name(MT.ATTN_K), (d.n_embd, kvd), "w"),
         (_name(MT.ATTN_V), (d.n_embd, kvd), "w"),
         (_name(MT.ATTN_OUT), (qd, d.n_embd), "w"),
+    ]
+
+
+def _llama_layer(d: Dims, kind: str) -> list[tuple[str, tuple[int, ...], str]]:
+    return _attention(d) + [
         (_name(MT.FFN_NORM), (d.n_embd,), "norm"),
         (_name(MT.FFN_GATE), (d.n_embd, d.n_ff), "w"),
         (_name(MT.FFN_UP), (d.n_embd, d.n_ff), "w"),
@@ -60,13 +66,7 @@ def _llama_layer(d: Dims, kind: str) -> list[tuple[str, tuple[int, ...], str]]:
 
 
 def _gemma3_layer(d: Dims, kind: str) -> list[tuple[str, tuple[int, ...], str]]:
-    qd, kvd = d.n_head * d.head_dim, d.n_head_kv * d.head_dim
-    return [
-        (_name(MT.ATTN_NORM), (d.n_embd,), "norm"),
-        (_name(MT.ATTN_Q), (d.n_embd, qd), "w"),
-        (_name(MT.ATTN_K), (d.n_embd, kvd), "w"),
-        (_name(MT.ATTN_V), (d.n_embd, kvd), "w"),
-        (_name(MT.ATTN_OUT), (qd, d.n_embd), "w"),
+    return _attention(d) + [
         (_name(MT.ATTN_POST_NORM), (d.n_embd,), "norm"),
         (_name(MT.ATTN_K_NORM), (d.head_dim,), "norm"),
         (_name(MT.ATTN_Q_NORM), (d.head_dim,), "norm"),
