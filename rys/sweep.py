@@ -52,8 +52,10 @@ class SweepConfig:
     timeout: float = 300.0
 
     def scoring_identity(self) -> dict:
-        """Options that change what a score means: a resumed sweep must match them."""
-        keys = ("suite", "limit", "holdout", "seed", "mode", "layout")
+        """Options that change what a score means: a resumed sweep must match them.
+        Concurrency is one: greedy outputs differ between one server slot and
+        several (llama.cpp's batched kernels round differently)."""
+        keys = ("suite", "limit", "holdout", "seed", "mode", "layout", "concurrency")
         return {k: getattr(self, k) for k in keys}
 
 

@@ -99,6 +99,7 @@ def test_changed_scoring_options_refuse_to_resume(tiny_sweep):
                                  "--out", str(out), "-q"])
     assert r.exit_code == 1
     assert "scored differently" in r.stderr and "limit: 3 -> 5" in r.stderr
+    assert "concurrency: 2 -> 4" in r.stderr  # the default; slots change greedy outputs
 
 
 def test_a_candidate_that_cannot_load_is_failed_and_the_sweep_goes_on(qwen8, tmp_path, monkeypatch):
