@@ -258,11 +258,11 @@ def verify(model, tokens, prompt, as_json):
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--ctx", default=4096, show_default=True, help="Context size of each slot, in tokens.")
-@click.option("--slots", default=1, show_default=True, help="Requests served at once (llama-server's -np).")
-@click.option("--threads", type=int, help="CPU threads [default: physical cores].")
+@click.option("--ctx", type=click.IntRange(min=1), default=4096, show_default=True, help="Context size of each slot, in tokens.")
+@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True, help="Requests served at once (llama-server's -np).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: physical cores].")
 @click.option("--server-bin", type=click.Path(dir_okay=False, path_type=str),
               help="llama-server binary [default: $RYS_LLAMA_SERVER, PATH, then `make llama-server`'s build].")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=str),
@@ -303,31 +303,32 @@ def serve(model, port, host, ctx, slots, threads, server_bin, log_path, extra):
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--block", type=int, default=8, show_default=True, help="Layers per duplicated block.")
-@click.option("--stride", type=int, default=4, show_default=True, help="Distance between block starts.")
-@click.option("--start", type=int, default=0, show_default=True, help="First layer a block may start at.")
-@click.option("--end", type=int, default=None, help="Blocks end before this layer [default: all layers].")
+@click.option("--block", type=click.IntRange(min=1), default=8, show_default=True, help="Layers per duplicated block.")
+@click.option("--stride", type=click.IntRange(min=1), default=4, show_default=True, help="Distance between block starts.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First layer a block may start at.")
+@click.option("--end", type=click.IntRange(min=1), default=None, help="Blocks end before this layer [default: all layers].")
 @click.option("--blocks", default=None, help="Explicit blocks instead of --block/--stride, e.g. 27-30,28-31.")
 @click.option("--suite", default="math,eq,reasoning", show_default=True, help="Probe suites (see rys probe --help).")
-@click.option("--limit", type=int, default=16, show_default=True, help="Items per suite used by the search.")
-@click.option("--holdout", type=int, default=0, show_default=True,
+@click.option("--limit", type=click.IntRange(min=1), default=16, show_default=True, help="Items per suite used by the search.")
+@click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
               help="Extra items per suite, never used by the search, to re-measure the top candidates.")
-@click.option("--holdout-top", type=int, default=3, show_default=True, help="How many top candidates get the hold-out items.")
+@click.option("--holdout-top", type=click.IntRange(min=1), default=3, show_default=True, help="How many top candidates get the hold-out items.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mode", type=click.Choice(["generate", "choice"]), default="generate", show_default=True)
 @click.option("--layout", type=click.Choice(["auto", "interval", "explicit"]), default="auto", show_default=True,
               help="As in rys build; blocks it cannot express are listed as skipped.")
-@click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel requests (= llama-server slots).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Parallel requests (= llama-server slots).")
 @click.option("--prefilter", type=click.Choice(["kl"]), default=None,
               help="Skip candidates whose next-token distributions drift past --kl-threshold.")
-@click.option("--kl-threshold", type=float, default=1.0, show_default=True, help="Nats per token.")
+@click.option("--kl-threshold", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Nats per token.")
 @click.option("--halving", is_flag=True, help="Successive halving over items: the better half gets more items.")
 @click.option("--shard", default=None, help="K/N: run every N-th candidate from the K-th (baseline in every shard).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Result folder [default: sweeps/<model stem>/].")
 @click.option("--keep-models", is_flag=True, help="Keep each candidate's GGUF in OUT/models.")
 @click.option("--server-bin", default=None, help="llama-server binary [default: $RYS_LLAMA_SERVER, PATH, make llama-server].")
-@click.option("--threads", type=int, default=None, help="llama-server threads [default: physical cores].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="llama-server threads [default: physical cores].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def sweep(model, quiet, out, **options):

@@ -63,7 +63,7 @@ def check_writable(path: Path) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON line per item (completion, extracted answer, score, latency, tokens).")
 @click.option("--server-bin", default=None, help="llama-server binary, when MODEL.gguf is given.")
-@click.option("--threads", type=int, default=None, help="llama-server threads, when MODEL.gguf is given.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="llama-server threads, when MODEL.gguf is given.")
 def probe_command(model_file, url, spec, limit, seed, mode, concurrency, timeout, model, as_json, out,
                   server_bin, threads):
     """Score a model server (or MODEL.gguf, served for the run) on math, EQ and reasoning probes.

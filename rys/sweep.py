@@ -28,7 +28,7 @@ BASELINE = "baseline"
 @dataclass
 class SweepConfig:
     model: str
-    block: int | None = 8
+    block: int = 8
     stride: int = 4
     start: int = 0
     end: int | None = None
@@ -113,7 +113,7 @@ def plan_candidates(m: Model, cfg: SweepConfig) -> list[Planned]:
         if not specs:
             raise RysError("--blocks is empty")
     else:
-        specs = block_specs(m.n_trunk, cfg.block or 8, cfg.stride, cfg.start, cfg.end)
+        specs = block_specs(m.n_trunk, cfg.block, cfg.stride, cfg.start, cfg.end)
     specs = shard_of(specs, cfg.shard)
     out = [Planned(BASELINE, "", None, 0, list(range(m.n_trunk)))]
     for spec in specs:

@@ -90,3 +90,14 @@ def test_bad_input_is_one_line_and_leaves_nothing(args, message, llama8, qwen8, 
 def test_unknown_layout_is_a_usage_error(llama8):
     r = CliRunner().invoke(cli, ["build", str(llama8), "1-2", "--layout", "zig"])
     assert r.exit_code == 2 and "Invalid value for '--layout'" in r.stderr
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--block", "0"], "--block"), (["--stride", "-1"], "--stride"), (["--limit", "0"], "--limit"),
+    (["--concurrency", "0"], "--concurrency"), (["--holdout", "-2"], "--holdout"), (["--threads", "0"], "--threads"),
+])
+def test_sweep_refuses_out_of_range_numbers_before_doing_anything(args, option, llama8, tmp_path):
+    out = tmp_path / "sweep"
+    r = CliRunner().invoke(cli, ["sweep", str(llama8), *args, "--out", str(out)])
+    assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.stderr
+    assert not out.exists()
