@@ -14,7 +14,11 @@ Output: a Ranking, one row per candidate, holding per probe group
 - the Pareto front of the ranking column vs layers added, and a hold-out view
   (the same numbers on items of stage "holdout", which the search never saw).
 
-Items of any stage other than "holdout" count as search items.
+Items of any stage other than "holdout" count as search items. A candidate
+scored on more search items ranks above one scored on fewer (successive
+halving drops candidates after a few items, and a few lucky items must not
+outrank a survivor measured on all of them); the best per group and the
+Pareto front come from the candidates measured on the most items.
 """
 
 from __future__ import annotations
@@ -339,11 +343,13 @@ def _base_frame(sweep: Sweep) -> pd.DataFrame:
 
 
 def _order(t: pd.DataFrame, by_col: str) -> pd.DataFrame:
-    """Baseline first, then ok candidates by `by` (descending, NaN last, fewer
-    layers first on ties), then the rest by status and name."""
+    """Baseline first, then ok candidates by search items scored, then by `by`
+    (descending, NaN last, fewer layers first on ties), then the rest by
+    status and name."""
     ok = t[(t["status"] == "ok") & (t.index != BASELINE)].copy()
     ok["_v"] = ok[by_col].fillna(-np.inf)
-    ok = ok.sort_values(["_v", "layers_added", "candidate"], ascending=[False, True, True]).drop(columns="_v")
+    ok = ok.sort_values(["_depth", "_v", "layers_added", "candidate"],
+                        ascending=[False, False, True, True]).drop(columns="_v")
     ok["rank"] = range(1, len(ok) + 1)
     rest = t[(t["status"] != "ok")].sort_values(["status", "candidate"])
     return pd.concat([t.loc[[BASELINE]], ok, rest])
@@ -390,9 +396,17 @@ def rank(folders: list[Path], by: str = "combined", *, suites: bool = False, see
     measured = t.index.isin(names)
     _add_combined(t, groups, measured, sweep.notes)
     by_col = "combined" if by == "combined" else f"{by}_delta"
-    front = pareto_front(t.loc[measured, by_col], t.loc[measured, "layers_added"])
+    t["_depth"] = search.groupby("candidate").size().reindex(t.index).fillna(0).astype(int)
+    full = measured & (t["_depth"] >= t.loc[measured & (t.index != BASELINE), "_depth"].max())
+    n_short = int((measured & ~full & (t.index != BASELINE)).sum())
+    if n_short:
+        sweep.notes.append(f"{n_short} candidates were scored on fewer search items than the rest "
+                           "(successive halving or an unfinished run): they rank after those measured "
+                           "on the most items and are left out of the best per group and the Pareto front")
+    on_front = full | (t.index == BASELINE)
+    front = pareto_front(t.loc[on_front, by_col], t.loc[on_front, "layers_added"])
     t["pareto"] = t.index.isin(front)
-    best = _best(t[measured & (t.index != BASELINE)], groups + suite_units)
+    best = _best(t[full & (t.index != BASELINE)], groups + suite_units)
     t = _order(t, by_col).reset_index(drop=True)
     holdout = [u for u in groups + suite_units if f"holdout_{u}" in t]
     return Ranking(_tidy(t, groups + suite_units, holdout), by, groups, suite_units, scales, best, front,

@@ -378,3 +378,23 @@ def test_cli_notes_go_to_stderr(tmp_path):
     assert r.stderr == "".join(f"note: the candidates' {g} deltas do not vary, so their {g} z-scores are 0\n"
                                for g in GROUPS)
     assert json.loads(r.stdout)[1]["candidate"] == "0-3"
+
+
+def test_candidates_scored_on_fewer_items_rank_after_the_rest(tmp_path, ranking):
+    """Successive halving: 0-3, the best candidate on every group, was dropped
+    after a few items. A few lucky items must not outrank the survivors."""
+    with rd.new_store(tmp_path / "halved") as s:
+        for name in ("baseline", "2-5", "4-7", "2-3"):
+            rd.add(s, name)
+        rows = rd.rows_of("0-3")
+        rd.add(s, "0-3", [r for r in rows if r["id"] in ("0", "1")])  # two items per suite
+    halved = rank([tmp_path / "halved"])
+    order = [r["candidate"] for r in halved.to_records() if r["rank"] is not None]
+    full_order = [r["candidate"] for r in ranking.to_records() if r["rank"] is not None and r["candidate"] != "0-3"]
+    assert order == full_order + ["0-3"]
+    recs = by_name(halved.to_records())
+    assert recs["0-3"]["math_delta"] > recs["2-3"]["math_delta"]  # it looks better, and still ranks last
+    assert "0-3" not in halved.best.values() and "0-3" not in halved.pareto
+    assert halved.best == {"math": "2-3", "eq": "2-3", "reasoning": "2-3"}  # eq: 2-3 ties 2-5 with fewer layers
+    assert any("1 candidates were scored on fewer search items" in n for n in halved.notes)
+    assert not any("fewer search items" in n for n in ranking.notes)
