@@ -214,9 +214,14 @@ def _check_resume(store: Store, cfg: SweepConfig, identity: dict) -> None:
         return
     if old_id != identity:
         raise RysError(f"{store.folder} holds results of another model ({old_id['file']}); choose another --out")
-    if old_cfg != cfg.scoring_identity():
-        diff = ", ".join(f"{k}: {old_cfg.get(k)!r} -> {v!r}" for k, v in cfg.scoring_identity().items() if old_cfg.get(k) != v)
+    old_cfg = old_cfg or {}
+    # A key the folder does not record predates it (an older rys): it is taken as matching and recorded now.
+    new_cfg = cfg.scoring_identity()
+    diff = ", ".join(f"{k}: {old_cfg[k]!r} -> {v!r}" for k, v in new_cfg.items() if k in old_cfg and old_cfg[k] != v)
+    if diff:
         raise RysError(f"{store.folder} holds results scored differently ({diff}); choose another --out")
+    if old_cfg != new_cfg:
+        store.set_meta("scoring", new_cfg)
 
 
 class Sweep:

@@ -222,3 +222,16 @@ def test_shards_merge_into_one_ranking(tmp_path):
     r = CliRunner().invoke(cli, ["rank", str(tmp_path / "s1"), str(tmp_path / "s2"), "--format", "json"])
     assert r.exit_code == 0, r.output
     assert sorted(x["candidate"] for x in json.loads(r.stdout)) == sorted([BASELINE, "0-1", "2-3", "4-5"])
+
+
+def test_a_folder_from_before_a_scoring_key_existed_resumes(tiny_sweep):
+    model, out, _ = tiny_sweep
+    with Store(out) as store:
+        old = store.get_meta("scoring")
+        store.set_meta("scoring", {k: v for k, v in old.items() if k != "concurrency"})
+    r = CliRunner().invoke(cli, ["sweep", str(model), "--blocks", "0-3,1-3,4-7", "--layout", "interval",
+                                 "--suite", "math.arith,reasoning.navigation", "--limit", "3", "--concurrency", "2",
+                                 "--threads", "1", "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    with Store(out) as store:
+        assert store.get_meta("scoring") == old  # recorded again, key included
