@@ -73,7 +73,7 @@ def ask(client: ChatClient, suite: Suite, item, mode: str) -> dict:
     return row
 
 
-class _FailFast:
+class FailFast:
     """Stops a run whose first requests all fail, instead of waiting out every
     item's timeout against a broken server."""
 
@@ -167,10 +167,11 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
         raise RysError(f"--concurrency must be at least 1, got {concurrency}")
     selection = suites if isinstance(suites, Selection) else resolve(suites, limit, seed)
     client = client or ChatClient(url, model=model, timeout=timeout)
-    guard = _FailFast(url)
+    guard = FailFast(url)
     per_suite: dict[str, list] = {s.name: [None] * len(s.items) for s in selection.suites}
     index = {(s.name, str(it.id)): i for s in selection.suites for i, it in enumerate(s.items)}
     span: dict[str, list[float]] = {}  # suite -> [first request sent, last answer received]
+    answered = {s.name: 0 for s in selection.suites}
     start = clock()
 
     def on_row(suite: Suite, row: dict) -> None:
@@ -180,8 +181,9 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
         sent = max(start, now - (row["latency"] or 0.0))
         lo, hi = span.get(suite.name, (sent, now))
         span[suite.name] = [min(lo, sent), max(hi, now)]
+        answered[suite.name] += 1
         if progress:
-            progress(suite.name, sum(r is not None for r in per_suite[suite.name]), len(suite.items))
+            progress(suite.name, answered[suite.name], len(suite.items))
 
     ask_all(client, [(s, it) for s in selection.suites for it in s.items], mode, concurrency, on_row)
     rows, summaries = [], []

@@ -314,24 +314,21 @@ class Sweep:
     def _ask_all(self, srv, p: Planned, todo: list, stage: str, total: int) -> None:
         """Ask every (suite, item) of `todo` on `srv`, storing each row as it arrives."""
         from .client import ChatClient
-        from .evaluate import ask_all
+        from .evaluate import FailFast, ask_all
 
         client = ChatClient(srv.base_url, timeout=self.cfg.timeout)
-        count = {"done": total - len(todo), "failed": 0, "ok": 0}
+        guard = FailFast(srv.base_url)
+        done = total - len(todo)
 
         def on_row(suite, row: dict) -> None:
+            nonlocal done
             row["scoring"] = suite.scoring
-            if row["error"]:
-                count["failed"] += 1
-                if not srv.alive():
-                    raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
-                if count["failed"] >= 5 and count["ok"] == 0:
-                    raise RysError(f"every request failed: {row['error']}")
-            else:
-                count["ok"] += 1
+            if row["error"] and not srv.alive():
+                raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
+            guard.record(row)
             self.store.put_item(p.name, stage, row)
-            count["done"] += 1
-            self.events.items(p.name, count["done"], total)
+            done += 1
+            self.events.items(p.name, done, total)
 
         # On Ctrl-C or an error, requests in flight are not waited for: the
         # server is stopped right after this and they fail fast.

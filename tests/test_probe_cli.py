@@ -28,26 +28,21 @@ def answering(fake, kind="right", spec=SPEC, mode="generate", limit=4):
     return fake
 
 
-def test_one_line_per_suite(fake_openai):
-    answering(fake_openai)
-    result = probe("--url", fake_openai.url, "--suite", SPEC, "--limit", "4")
+@pytest.mark.parametrize("kind, spec, limit, expected", [
+    ("right", SPEC, 4,
+     "math.arith             1.000 [1.000, 1.000]  n=4  parsed 100%  tokens 20  0.0s\n"
+     "eq                     100.0 [100.0, 100.0]  n=4  parsed 100%  tokens 20  0.0s\n"
+     "reasoning.date         1.000 [1.000, 1.000]  n=4  parsed 100%  tokens 20  0.0s\n"),
+    ("garbage", "math", 2,  # an alias adds a pooled line after its members
+     "math.arith             0.000 [0.000, 0.000]  n=2  parsed 0%  tokens 10  0.0s\n"
+     "math.word              0.000 [0.000, 0.000]  n=2  parsed 0%  tokens 10  0.0s\n"
+     "math                   0.000 [0.000, 0.000]  n=4  parsed 0%  tokens 20  0.0s\n"),
+])
+def test_one_line_per_suite(fake_openai, kind, spec, limit, expected):
+    answering(fake_openai, kind, spec=spec, limit=limit)
+    result = probe("--url", fake_openai.url, "--suite", spec, "--limit", str(limit))
     assert result.exit_code == 0, result.output
-    assert result.stdout == (
-        "math.arith             1.000 [1.000, 1.000]  n=4  parsed 100%  tokens 20  0.0s\n"
-        "eq                     100.0 [100.0, 100.0]  n=4  parsed 100%  tokens 20  0.0s\n"
-        "reasoning.date         1.000 [1.000, 1.000]  n=4  parsed 100%  tokens 20  0.0s\n"
-    )
-
-
-def test_aliases_add_a_pooled_line(fake_openai):
-    answering(fake_openai, "garbage", spec="math", limit=2)
-    result = probe("--url", fake_openai.url, "--suite", "math", "--limit", "2")
-    assert result.exit_code == 0, result.output
-    assert result.stdout == (
-        "math.arith             0.000 [0.000, 0.000]  n=2  parsed 0%  tokens 10  0.0s\n"
-        "math.word              0.000 [0.000, 0.000]  n=2  parsed 0%  tokens 10  0.0s\n"
-        "math                   0.000 [0.000, 0.000]  n=4  parsed 0%  tokens 20  0.0s\n"
-    )
+    assert result.stdout == expected
 
 
 def test_choice_mode_reports_the_probability_of_the_right_option(fake_openai):
