@@ -9,6 +9,7 @@ from fake_openai import FakeOpenAI, responder_for
 from shared_data import DATASETS
 
 from rys import evaluate
+from rys.client import ChatClient
 from rys.errors import RysError
 from rys.evaluate import bootstrap_ci, run_suites, user_message
 from rys.suites import resolve
@@ -201,11 +202,22 @@ def test_bootstrap_of_eq_recomputes_the_eq_score():
     assert bootstrap_ci("eqbench", mixed, seed=0, name="eq") == (50.0, 50.0)  # failures do not count
 
 
-def test_frozen_clock_gives_zero_seconds(fake_openai, monkeypatch):
-    monkeypatch.setattr(evaluate, "clock", lambda: 0.0)
-    sel = resolve("math.arith", limit=2)
+def test_seconds_span_first_request_to_last_answer(fake_openai, monkeypatch):
+    """Clocks that advance by known steps. One request at a time: math.word's two
+    items (the longer budget) then math.arith's. An item was sent at its answer
+    time minus its latency, never before the run started."""
+    sel = resolve("math", limit=2)
     fake_openai.responder = responder_for(sel, "generate", "right")
-    assert run_suites(fake_openai.url, sel).summaries[0]["seconds"] == 0.0
+    answered = iter([100.0, 103.0, 111.0, 113.0, 122.0])  # the run's start, then each answer
+    monkeypatch.setattr(evaluate, "clock", lambda: next(answered))
+    request = iter([0.0, 5.0, 10.0, 14.0, 20.0, 21.0, 30.0, 35.0])  # latencies 5, 4, 1, 5
+    client = ChatClient(fake_openai.url, clock=lambda: next(request))
+    res = run_suites(fake_openai.url, sel, concurrency=1, client=client)
+    # math.word: sent max(100, 103 - 5) = 100, last answer 111; math.arith: sent
+    # 113 - 1 = 112, last answer 122; the pool math spans both (not their sum, 21).
+    seconds = {s["suite"]: s["seconds"] for s in res.summaries}
+    assert seconds == {"math.word": 11.0, "math.arith": 10.0, "math": 22.0}
+    assert [r["latency"] for r in res.rows] == [1.0, 5.0, 5.0, 4.0]  # rows in suite order
 
 
 def test_longest_budgets_are_asked_first_and_suites_stay_together(fake_openai):
