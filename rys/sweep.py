@@ -23,6 +23,7 @@ from .results import Candidate, Store
 from .rewrite import make_plan, write_plan
 
 BASELINE = "baseline"
+HOLDOUT_FAILED = "hold-out re-measurement failed: "  # the reason of an ok candidate whose hold-out run failed
 
 
 @dataclass
@@ -427,11 +428,20 @@ class Sweep:
             self._finish(p, self.probe(p, scratch, self.search_suites, "search"), None)
 
     def _holdout(self, live: list[Planned], scratch: Path) -> None:
-        """Re-measure the top candidates and the baseline on items the search never used."""
+        """Re-measure the top candidates and the baseline on items the search never used.
+
+        `probe` marks a candidate `running` while its server is up; its search
+        scores stand whatever happens here, so it goes back to `ok` (with the
+        error as its reason if the re-measurement failed; a re-run retries it)."""
         names = self._leaders([p.name for p in live if self.status(p.name) == "ok"])[: self.cfg.holdout_top]
         for p in live:
             if p.name == BASELINE or p.name in names:
-                ok = self.probe(p, scratch, self.holdout_suites, "holdout")
-                if ok:
+                searched = self.store.candidate(p.name).reason
+                if searched and searched.startswith(HOLDOUT_FAILED):  # a previous run's: retried now
+                    searched = None
+                if self.probe(p, scratch, self.holdout_suites, "holdout"):
+                    self._set(p, "ok", searched)
                     self.events.finished(p.name, "re-measured on hold-out items", None)
+                else:
+                    self._set(p, "ok", HOLDOUT_FAILED + self.store.candidate(p.name).reason)
                 self.drop_file(p)
