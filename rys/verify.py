@@ -3,49 +3,18 @@ compare the layer map llama.cpp used with the one rys expects."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from . import llama_child
 from .errors import RysError
 from .model import load
 
 _SWA_LINE = re.compile(r"load_tensors: layer\s+(\d+) assigned to device \S+, is_swa = (\d)")
 _KV_LINE = re.compile(r"llama_kv_cache: layer\s+(\d+): (dev = |filtered)")
-
-
-class _LogCapture:
-    """Collect llama.cpp's log lines (debug level included) while active."""
-
-    def __init__(self):
-        import llama_cpp
-
-        self._llama_cpp = llama_cpp
-        self.lines: list[str] = []
-        self._partial = ""
-
-        @llama_cpp.llama_log_callback
-        def _callback(level, text, user_data):
-            self._partial += text.decode("utf-8", errors="replace")
-            while "\n" in self._partial:
-                line, self._partial = self._partial.split("\n", 1)
-                self.lines.append(line)
-
-        self._callback = _callback  # keep a reference: C holds only a pointer
-
-    def __enter__(self):
-        self._llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
-        return self
-
-    def __exit__(self, *exc):
-        # Hand logging back to llama-cpp-python's own callback (it filters by verbosity).
-        from llama_cpp._logger import llama_log_callback
-
-        self._llama_cpp.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
-        return False
 
 
 def _error_lines(lines: list[str]) -> str:
@@ -83,17 +52,16 @@ def _llama_kinds(model, flags: dict[str, list]) -> list[str]:
     return ["+".join(k) for k in zip(*parts)]
 
 
-def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_threads: int | None = None) -> dict:
+def _decode(path: str, prompt: str, n_tokens: int, n_threads: int) -> dict:
+    """In a child process: load, greedy-decode `n_tokens`, check the logits; llama.cpp's log lines."""
     import llama_cpp
 
-    model = load(path)
-    n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
-    with _LogCapture() as log:
-        try:
-            llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=n_threads, n_batch=64,
-                                  verbose=False, logits_all=False)
-        except (ValueError, RuntimeError) as exc:
-            raise RysError(f"llama.cpp could not load {Path(path).name}: {_error_lines(log.lines)}") from exc
+    name = Path(path).name
+    try:
+        llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=n_threads, n_batch=64,
+                              verbose=True, logits_all=False)  # verbose: into the child's log
+    except (ValueError, RuntimeError):
+        raise RysError(f"llama.cpp could not load {name}: {_error_lines(llama_child.log_lines())}") from None
     try:
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True)
         decoded: list[int] = []
@@ -102,13 +70,22 @@ def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_
             # logits of the last position; llama-cpp-python keeps .scores only with logits_all
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
             if not np.all(np.isfinite(logits)):
-                raise RysError(f"{Path(path).name}: llama.cpp produced NaN or infinite logits "
+                raise RysError(f"{name}: llama.cpp produced NaN or infinite logits "
                                f"after {len(decoded)} decoded tokens")
             decoded.append(int(np.argmax(logits)))
         text = llm.detokenize(decoded).decode("utf-8", errors="replace")
     finally:
         llm.close()
-    flags = llama_layer_map(log.lines, model.n_layer_all)
+    return {"llama_cpp": llama_cpp.__version__, "tokens": decoded, "text": text,
+            "log": list(llama_child.log_lines())}
+
+
+def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_threads: int | None = None) -> dict:
+    """Load `path` with llama.cpp in a child process, decode, and compare its layer kinds with rys's."""
+    model = load(path)
+    n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+    out = llama_child.call(_decode, str(path), prompt, n_tokens, n_threads, what=f"on {Path(path).name}")
+    flags = llama_layer_map(out["log"], model.n_layer_all)
     llama_kinds = _llama_kinds(model, flags)
     expected = model.kinds()
     for i in range(model.n_trunk):
@@ -117,11 +94,11 @@ def verify(path, prompt: str = "The capital of France is", n_tokens: int = 8, n_
                            f"rys expected {expected[i]}")
     return {
         "file": Path(path).name,
-        "llama_cpp": llama_cpp.__version__,
+        "llama_cpp": out["llama_cpp"],
         "n_layer": model.n_layer_all,
         "llama_kinds": llama_kinds[: model.n_trunk] + ["extra"] * model.n_extra,
         "expected_kinds": expected,
-        "n_decoded": len(decoded),
-        "tokens": decoded,
-        "text": text,
+        "n_decoded": len(out["tokens"]),
+        "tokens": out["tokens"],
+        "text": out["text"],
     }

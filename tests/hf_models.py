@@ -15,16 +15,15 @@ here, so import this module only where those are available):
 from __future__ import annotations
 
 import copy
-import gc
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from llama_cpp import Llama  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen3_5TextConfig
 
+from llama_ref import llama_logits
 from rys.hf_gguf import hf_to_gguf, write_gguf
 from tiny_vocab import N_VOCAB, add_byte_vocab
 
@@ -34,10 +33,6 @@ from tiny_vocab import N_VOCAB, add_byte_vocab
 # torch's idle OpenMP workers spun against them.
 torch.set_num_threads(1)
 N_THREADS = 1
-
-# GGML type id of f32, for llama.cpp's KV cache (its default, f16, would
-# round keys and values to 11 significant bits).
-GGML_TYPE_F32 = 0
 
 _COMMON = dict(
     vocab_size=N_VOCAB,
@@ -159,21 +154,5 @@ def write_hf_gguf(model: torch.nn.Module, gguf_path: str | Path, layer_path: Seq
 
 
 def llama_cpp_logits(gguf_path: str | Path, token_ids: Sequence[int]) -> np.ndarray:
-    """llama.cpp's logits [n_tokens, n_vocab] for one batch of token_ids."""
-    llm = Llama(
-        model_path=str(gguf_path),
-        logits_all=True,
-        n_ctx=64,
-        n_threads=N_THREADS,
-        n_threads_batch=N_THREADS,
-        verbose=False,
-        type_k=GGML_TYPE_F32,
-        type_v=GGML_TYPE_F32,
-    )
-    try:
-        llm.eval(list(token_ids))
-        return np.array(llm.scores[: len(token_ids)], dtype=np.float32)
-    finally:
-        llm.close()
-        del llm
-        gc.collect()
+    """llama.cpp's logits [n_tokens, n_vocab] for one batch of token_ids (f32 KV cache)."""
+    return llama_logits(Path(gguf_path), list(token_ids), n_threads=N_THREADS, kv_f32=True)

@@ -115,7 +115,9 @@ def _exe(path: Path) -> Path:
 
 def test_find_server_order(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    built = cache / "llama.cpp-0.3.36" / "bin" / "llama-server"
+    monkeypatch.setenv("RYS_CACHE", str(cache))
+    built = server.project_build()
+    assert built.is_relative_to(cache)
     built.parent.mkdir(parents=True)
     _exe(built)
     on_path = tmp_path / "path"
