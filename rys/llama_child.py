@@ -8,18 +8,21 @@ with every llama-server it supervises. Here the work runs in a child: a crash
 becomes one RysError that names the signal and the last line of llama.cpp's
 log, which is kept on disk.
 
-`call(fn, *args, what=...)` runs the module-level function `fn` in a child and
-returns its (picklable) result. Inside the child, llama.cpp's log goes line by
-line to the log file and to `log_lines()`, which `fn` may read.
+`call(fn, *args, what=...)` runs the module-level function `fn` in a fresh
+`python -m rys.llama_child` and returns its (picklable) result. Inside the
+child, llama.cpp's log goes line by line to the log file and to
+`log_lines()`, which `fn` may read. (A plain subprocess rather than
+multiprocessing: that would re-run the caller's main script in the child.)
 """
 
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
+import pickle
 import re
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -71,8 +74,8 @@ def last_log_line(path: Path, n_bytes: int = 16 * 1024) -> str:
     return (telling or lines or [""])[-1]
 
 
-def _install_log(log_file) -> None:
-    """Send llama.cpp's log lines to `log_file` (flushed per line) and to _lines."""
+def _install_log() -> None:
+    """Send llama.cpp's log lines to stderr (the log file) and to _lines."""
     import llama_cpp
 
     partial = [""]
@@ -83,42 +86,29 @@ def _install_log(log_file) -> None:
         while "\n" in partial[0]:
             line, partial[0] = partial[0].split("\n", 1)
             _lines.append(line)
-            log_file.write(line + "\n")
-            log_file.flush()
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
     _install_log.callback = _callback  # C keeps only a pointer: keep the object alive
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
 
 
-def _child(conn, fn, args, kwargs, log_path: str) -> None:
-    # Run llama-cpp-python with verbose=True there: its quiet mode sends fds 1 and 2
-    # to /dev/null while loading, which would lose the GGML_ASSERT line of an abort.
-    # ggml's abort handler would attach gdb for a backtrace: slow, and it can
-    # hang where ptrace is restricted. The assertion line is in the log anyway.
-    os.environ["GGML_NO_BACKTRACE"] = "1"
-    with open(log_path, "a", encoding="utf-8", errors="replace") as log_file:
-        # Whatever C code prints straight to stdout/stderr goes to the log too.
-        os.dup2(log_file.fileno(), 1)
-        os.dup2(log_file.fileno(), 2)
-        try:
-            _install_log(log_file)
-            reply = ("ok", fn(*args, **kwargs))
-        except RysError as exc:
-            reply = ("rys", str(exc))
-        except BaseException:  # a bug: keep its traceback for the parent
-            reply = ("bug", traceback.format_exc())
-        conn.send(reply)
-        conn.close()
-
-
-def _context():
-    # forkserver: children fork from a clean, single-threaded server (no copy of
-    # our threads' locks), without re-importing numpy and llama_cpp each time.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["numpy", "llama_cpp"])
-        return ctx
-    return multiprocessing.get_context("spawn")
+def _child_main() -> None:
+    """`python -m rys.llama_child`: read sys.path, then (fn, args, kwargs) as pickles on
+    stdin; write (kind, value) as a pickle to the original stdout. stderr is the log."""
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # C code that prints to stdout must not corrupt the reply
+    sys.path[:] = pickle.load(sys.stdin.buffer)
+    try:
+        fn, args, kwargs = pickle.load(sys.stdin.buffer)
+        _install_log()
+        reply = ("ok", fn(*args, **kwargs))
+    except RysError as exc:
+        reply = ("rys", str(exc))
+    except BaseException:  # a bug: keep its traceback for the parent
+        reply = ("bug", traceback.format_exc())
+    with replies:
+        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def default_log_dir() -> Path:
@@ -130,9 +120,10 @@ def default_log_dir() -> Path:
 def call(fn, *args, what: str, log: str | Path | None = None, **kwargs):
     """fn(*args, **kwargs) in a child process; RysError if llama.cpp crashes it.
 
-    `what` completes "llama.cpp crashed ...", e.g. "loading model.gguf".
-    `log`: where llama.cpp's log goes; by default a file in the cache's logs/
-    folder that is kept only when something went wrong.
+    `fn` must be a module-level function (it is pickled by name), its
+    arguments and result picklable. `what` completes "llama.cpp crashed ...",
+    e.g. "on model.gguf". `log`: where llama.cpp's log goes; by default a file
+    in the cache's logs/ folder, kept only when the child crashed.
     """
     if log is None:
         folder = default_log_dir()
@@ -141,38 +132,46 @@ def call(fn, *args, what: str, log: str | Path | None = None, **kwargs):
     else:
         log_path, keep = Path(log), True
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    ctx = _context()
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, fn, args, kwargs, str(log_path)), daemon=True)
+    payload = (pickle.dumps(sys.path) + pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL))
+    # Run llama-cpp-python with verbose=True in the child: its quiet mode sends
+    # fds 1 and 2 to /dev/null while loading, which would lose an abort's
+    # GGML_ASSERT line. On an assertion ggml would attach gdb for a backtrace:
+    # slow, it can hang where ptrace is restricted; the assertion line suffices.
+    env = {**os.environ, "GGML_NO_BACKTRACE": "1"}
     crashed = False
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "rys.llama_child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log_file, env=env)
     try:
-        proc.start()
-        send.close()
+        out, _ = proc.communicate(payload)
         try:
-            reply = recv.recv()
-        except EOFError:  # the child died without answering
-            reply = None
-        proc.join()
-        if reply is None:
+            kind, value = pickle.loads(out)
+        except Exception:  # no reply: the child died
             crashed = True
-            code = proc.exitcode
-            if code is not None and code < 0:
+            code = proc.returncode
+            if code < 0:
                 last = last_log_line(log_path)
                 said = f"; last log line: {last}" if last else ""
                 raise RysError(f"llama.cpp crashed {what} ({signal_name(-code)}){said}; "
-                               f"{crash_hint(-code)}; log: {log_path}")
+                               f"{crash_hint(-code)}; log: {log_path}") from None
             raise RysError(f"llama.cpp's process exited (status {code}) {what} without an answer; "
-                           f"log: {log_path}")
-        kind, value = reply
+                           f"log: {log_path}") from None
         if kind == "rys":
             raise RysError(value)
         if kind == "bug":
             raise RuntimeError(f"in the llama.cpp child process:\n{value}")
         return value
     finally:
-        recv.close()
-        if proc.is_alive():  # interrupted while waiting: do not leave it running
+        if proc.poll() is None:  # interrupted while waiting: do not leave it running
             proc.kill()
-            proc.join()
+            proc.wait()
         if not keep and not crashed:
             log_path.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    # Run as the module rys.llama_child, not as __main__, so that the functions
+    # the child calls see the same log_lines().
+    from rys.llama_child import _child_main as main
+
+    main()

@@ -23,6 +23,7 @@ logs="$dir/logs"
 mkdir -p "$logs"
 
 # stage LABEL LOG COMMAND...: one line, the log's tail only on failure.
+# (Inside `if`, bash ignores set -e: the stage functions return on failure themselves.)
 stage() {
     local label="$1"
     log="$2"
@@ -47,17 +48,18 @@ sdist="$cache/src/llama_cpp_python-$version.tar.gz"
 fetch_source() {
     mkdir -p "$cache/src"
     [ -f "$sdist" ] || python3 -m pip download --no-deps --no-binary :all: \
-        "llama-cpp-python==$version" -d "$cache/src"
+        "llama-cpp-python==$version" -d "$cache/src" || return 1
     [ -d "$src/vendor/llama.cpp" ] || tar -xzf "$sdist" -C "$cache/src"
 }
 source_ready() { [ -f "$sdist" ] && [ -d "$src/vendor/llama.cpp" ]; }
 
-# The compile commands in the log ($log) carry our flags: a build that silently
-# dropped them (pip's cache, a changed build backend) fails here, not on an AMX CPU.
+# check_flags FILE: every flag of ours appears in FILE (the wheel's verbose build
+# log, llama.cpp's CMakeCache.txt): a build that silently dropped them (pip's
+# cache, a changed build backend) fails here, not later on an AMX CPU.
 check_flags() {
     local flag
     for flag in $cflags; do
-        grep -q -- "$flag" "$log" || { echo "error: $flag is missing from the compile commands" >&2; return 1; }
+        grep -q -- "$flag" "$1" || { echo "error: $flag is missing from $1" >&2; return 1; }
     done
 }
 
@@ -69,8 +71,9 @@ build_wheel() {
     # made with other flags (an AMX build, say) without compiling anything.
     # build.verbose: the log shows every compile command, so the flags can be checked below.
     CMAKE_ARGS="-DCMAKE_C_FLAGS='$cflags' -DCMAKE_CXX_FLAGS='$cflags'" \
-        python3 -m pip wheel --no-cache-dir --no-deps --config-settings=build.verbose=true "$sdist" -w "$tmp"
-    check_flags
+        python3 -m pip wheel -v --no-cache-dir --no-deps --config-settings=build.verbose=true \
+        "$sdist" -w "$tmp" || return 1
+    check_flags "$log" || return 1
     rm -rf "$out"
     mv "$tmp" "$out"
 }
@@ -82,16 +85,15 @@ build_tools() {
     cmake -S "$src/vendor/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release \
         -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
         -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
-        "-DCMAKE_C_FLAGS=$cflags" "-DCMAKE_CXX_FLAGS=$cflags" ${extra[@]+"${extra[@]}"}
+        "-DCMAKE_C_FLAGS=$cflags" "-DCMAKE_CXX_FLAGS=$cflags" ${extra[@]+"${extra[@]}"} || return 1
     local jobs
     jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
     # shellcheck disable=SC2046
-    cmake --build "$build" -j "$jobs" --target $(info tools) -- VERBOSE=1
-    check_flags
+    check_flags "$build/CMakeCache.txt" || return 1
+    cmake --build "$build" -j "$jobs" --target $(info tools) || return 1
     mkdir -p "$dir/bin"
     for tool in $(info tools); do
-        cp "$build/bin/$tool" "$dir/bin/$tool.tmp"
-        mv "$dir/bin/$tool.tmp" "$dir/bin/$tool"
+        cp "$build/bin/$tool" "$dir/bin/$tool.tmp" && mv "$dir/bin/$tool.tmp" "$dir/bin/$tool" || return 1
     done
     printf '{"llama_cpp_python": "%s", "cflags": "%s", "key": "%s"}\n' \
         "$version" "$cflags" "$(basename "$dir")" >"$dir/build.json"
