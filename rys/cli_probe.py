@@ -28,9 +28,20 @@ def format_line(s: dict) -> str:
     return line
 
 
+def json_line(row: dict) -> str:
+    """A row as one line of JSON, UTF-8 where it can be; a row holding a lone
+    surrogate (which UTF-8 cannot hold) is written with \\u escapes instead."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row)
+    return line + "\n"
+
+
 def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
     """One JSON line per row, written atomically."""
-    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
+    write_atomic(path, "".join(json_line(row) for row in rows).encode("utf-8"))
 
 
 def check_writable(path: Path) -> None:
@@ -56,6 +67,9 @@ def check_writable(path: Path) -> None:
 @click.option("--mode", type=click.Choice(["generate", "choice"]), default="generate", show_default=True,
               help="generate: answer read from the completion; choice: option letter read from next-token probabilities.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight at once.")
+@click.option("--eq-revise", is_flag=True,
+              help="Ask EQ items as EQ-Bench v2.0 did: first pass, critique and revised scores (600 tokens) "
+                   "instead of v2.1's four ratings alone (60 tokens).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds to wait for one answer.")
 @click.option("--model", default="rys", show_default=True, help="Model name sent with each request (llama-server ignores it).")
@@ -64,7 +78,7 @@ def check_writable(path: Path) -> None:
               help="Write one JSON line per item (completion, extracted answer, score, latency, tokens).")
 @click.option("--server-bin", default=None, help="llama-server binary, when MODEL.gguf is given.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="llama-server threads, when MODEL.gguf is given.")
-def probe_command(model_file, url, spec, limit, seed, mode, concurrency, timeout, model, as_json, out,
+def probe_command(model_file, url, spec, limit, seed, mode, concurrency, eq_revise, timeout, model, as_json, out,
                   server_bin, threads):
     """Score a model server (or MODEL.gguf, served for the run) on math, EQ and reasoning probes.
 
@@ -101,7 +115,7 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, timeout
                                                       server_bin=server_bin, threads=threads))
                 url = srv.base_url
             results = run_suites(url, spec, limit=limit, seed=seed, mode=mode, concurrency=concurrency,
-                                 timeout=timeout, model=model, progress=progress)
+                                 timeout=timeout, model=model, progress=progress, eq_revise=eq_revise)
         if out is not None:
             write_jsonl_atomic(out, results.rows)
     except RysError as e:

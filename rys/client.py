@@ -6,6 +6,8 @@ switch, and a `/no_think` system line for templates that only know that)."""
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from .errors import RysError
 
 SYSTEM_LINE = "/no_think"
 TOP_LOGPROBS = 20  # the most the OpenAI API allows
+MAX_COUNT = 2**31  # a token count at or past this is not one a server meant
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON "\\ud800" decodes to one; UTF-8 cannot hold it
 
 
 class ItemFailed(Exception):
@@ -42,6 +46,53 @@ def api_base(url: str) -> str:
 
 def messages_for(user: str) -> list[dict]:
     return [{"role": "system", "content": SYSTEM_LINE}, {"role": "user", "content": user}]
+
+
+def _content(content) -> str:
+    """A message's text: a string (lone surrogates replaced by U+FFFD, so that
+    rows can be written as UTF-8 and stored), null as "", or a list of text
+    parts joined; any other type is not a chat completion (TypeError)."""
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        content = "".join(part["text"] for part in content
+                          if isinstance(part, dict) and isinstance(part.get("text"), str))
+    if not isinstance(content, str):
+        raise TypeError(f"message content is {type(content).__name__}")
+    return LONE_SURROGATE.sub("\ufffd", content)
+
+
+def _count(value) -> int:
+    """A token count as reported, or 0 when it is missing or no count at all
+    (negative, fractional, a string, NaN, 2**31 or more)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT else 0
+
+
+def _top_logprobs(choice: dict) -> list[tuple[str, float]]:
+    """The first generated token's (token, logprob) candidates, skipping entries
+    that are not a string token with a number (extract.label_probs then reads
+    NaN, infinities and duplicates safely); empty when they are missing."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    first = content[0] if isinstance(content, list) and content else None
+    top = first.get("top_logprobs") if isinstance(first, dict) else None
+    out = []
+    for t in top if isinstance(top, list) else []:
+        lp = t.get("logprob") if isinstance(t, dict) else None
+        if isinstance(t, dict) and isinstance(t.get("token"), str) and isinstance(lp, (int, float)) \
+                and not isinstance(lp, bool):
+            out.append((LONE_SURROGATE.sub("\ufffd", t["token"]), lp if isinstance(lp, float) else _clip(lp)))
+    return out
+
+
+def _clip(n: int) -> float:
+    """An integer logprob as a float (one past float range is -inf or +inf)."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf
 
 
 class ChatClient:
@@ -82,6 +133,8 @@ class ChatClient:
             if "timed out" in str(e):
                 raise ItemFailed(f"no answer within {self.timeout:g}s") from None
             raise RysError(f"cannot reach {self.url}: is a server running there?") from None
+        except requests.RequestException as e:  # a body cut short or badly encoded
+            raise ItemFailed(f"broken reply: {type(e).__name__}") from None
         latency = self.clock() - start
         if resp.status_code >= 400:
             raise ItemFailed(f"server error {resp.status_code}: {resp.text.strip()[:200]}")
@@ -89,18 +142,21 @@ class ChatClient:
 
     @staticmethod
     def _parse(resp: requests.Response, latency: float) -> Reply:
+        """A Reply, or ItemFailed for a body that is not a chat completion. Inside
+        one, whatever the server sends is read without raising: null content is
+        an empty answer, absurd usage figures count 0, broken logprobs none."""
         try:
             body = resp.json()
             choice = body["choices"][0]
-            text = choice["message"].get("content") or ""
-            usage = body.get("usage") or {}
-            top = []
-            content = (choice.get("logprobs") or {}).get("content") or []
-            if content:
-                top = [(t["token"], float(t["logprob"])) for t in content[0].get("top_logprobs", [])]
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            message = choice["message"]
+            if not isinstance(message, dict):
+                raise TypeError(f"message is {type(message).__name__}")
+            text = _content(message.get("content"))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             raise ItemFailed(f"unexpected reply: {resp.text.strip()[:200]}") from None
-        return Reply(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), latency, top)
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        return Reply(text, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")),
+                     latency, _top_logprobs(choice))
 
     def server_info(self) -> dict:
         """What llama-server says about itself (build, slots), for provenance;
@@ -109,7 +165,7 @@ class ChatClient:
         try:
             resp = self._session().get(f"{root}/props", timeout=5)
             props = resp.json() if resp.ok else {}
-        except (requests.RequestException, ValueError):
+        except (requests.RequestException, ValueError, RecursionError):
             return {}
         if not isinstance(props, dict):
             return {}

@@ -45,9 +45,17 @@ def user_message(suite: Suite, item, mode: str) -> str:
     return suite.prefix + item.prompt + suite.suffix
 
 
+def _failed(item, error: str) -> dict:
+    """The answer fields of an item that could not be scored: unparseable, score 0
+    (EQ-Bench: no score, so the item is left out as EQ-Bench leaves it out)."""
+    return {"extracted": None, "parseable": False, "score": None if item.scoring == "eqbench" else 0.0,
+            "error": error}
+
+
 def ask(client: ChatClient, suite: Suite, item, mode: str) -> dict:
     """One item, one request, one row. A failed request gives a row with its
-    error and score 0 instead of an exception."""
+    error and score 0 instead of an exception; so does a reply whose scoring
+    raised (a bug: it costs the item, not the run; the completion is kept)."""
     choice = mode == "choice" and bool(item.choices)
     row = {"suite": suite.name, "id": item.id, "version": item.version,
            "mode": "choice" if choice else "generate", "reference": item.reference}
@@ -57,19 +65,21 @@ def ask(client: ChatClient, suite: Suite, item, mode: str) -> dict:
         else:
             reply = client.chat(user_message(suite, item, mode), max_tokens=suite.max_tokens)
     except ItemFailed as e:
-        return {**row, "completion": None, "extracted": None, "parseable": False,
-                "score": None if item.scoring == "eqbench" else 0.0, "latency": None,
-                "prompt_tokens": 0, "completion_tokens": 0, "error": str(e)}
+        return {**row, "completion": None, "latency": None, "prompt_tokens": 0, "completion_tokens": 0,
+                **_failed(item, str(e))}
     row.update(completion=reply.text, latency=reply.latency,
                prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens, error=None)
-    if choice:
-        probs = label_probs(reply.top_logprobs, item.choices)
-        picked = max(probs, key=probs.get) if probs else None
-        total = sum(probs.values())
-        row.update(extracted=picked, parseable=picked is not None, score=score_value(item, picked),
-                   option_probs=probs, p_correct=probs.get(item.reference, 0.0) / total if total else 0.0)
-    else:
-        row.update(score_text(item, reply.text))
+    try:
+        if choice:
+            probs = label_probs(reply.top_logprobs, item.choices)
+            picked = max(probs, key=probs.get) if probs else None
+            total = sum(probs.values())
+            row.update(extracted=picked, parseable=picked is not None, score=score_value(item, picked),
+                       option_probs=probs, p_correct=probs.get(item.reference, 0.0) / total if total else 0.0)
+        else:
+            row.update(score_text(item, reply.text))
+    except Exception as e:  # noqa: BLE001 - any scoring bug, recorded on the item
+        row.update(_failed(item, f"scoring failed: {type(e).__name__}: {e}"))
     return row
 
 
@@ -81,7 +91,7 @@ class FailFast:
         self.url, self.ok, self.failed = url, 0, 0
 
     def record(self, row: dict) -> None:
-        if row["error"] is None:
+        if row["error"] is None or row["completion"] is not None:  # the server answered
             self.ok += 1
             return
         self.failed += 1
@@ -154,10 +164,11 @@ def _union_seconds(span: dict, members) -> float:
 def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit: int | None = None,
                seed: int = 0, mode: str = "generate", concurrency: int = 4, timeout: float = 120.0,
                model: str = "rys", progress: Progress | None = None, client: ChatClient | None = None,
-               n_boot: int = N_BOOT) -> ProbeResults:
+               n_boot: int = N_BOOT, eq_revise: bool = False) -> ProbeResults:
     """Ask every item of the selected suites and score the answers.
 
-    `suites` is a --suite spec or an already resolved Selection. All items go
+    `suites` is a --suite spec (EQ suites asked as `eq_revise` says, see
+    suites.resolve) or an already resolved Selection. All items go
     through `ask_all`, `concurrency` at a time; a suite's `seconds` is the wall
     span from its first request to its last answer (suites overlap). Raises
     RysError when the server cannot be reached or no request succeeds."""
@@ -165,7 +176,7 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
         raise RysError(f"unknown mode {mode!r}; choose generate or choice")
     if concurrency < 1:
         raise RysError(f"--concurrency must be at least 1, got {concurrency}")
-    selection = suites if isinstance(suites, Selection) else resolve(suites, limit, seed)
+    selection = suites if isinstance(suites, Selection) else resolve(suites, limit, seed, eq_revise)
     client = client or ChatClient(url, model=model, timeout=timeout)
     guard = FailFast(url)
     per_suite: dict[str, list] = {s.name: [None] * len(s.items) for s in selection.suites}
@@ -193,7 +204,7 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
         seconds.setdefault(suite.name, 0.0)
         summaries.append(summarise(suite.name, suite.scoring, per_suite[suite.name], seconds[suite.name],
                                    seed, n_boot, suite.version))
-    if rows and all(r["error"] for r in rows):
+    if rows and all(r["error"] and r["completion"] is None for r in rows):
         raise RysError(f"every request to {url} failed: {rows[0]['error']}")
     by_name = {s.name: s for s in selection.suites}
     for alias, members in selection.groups.items():
@@ -201,7 +212,7 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
         pooled = [r for r in rows if r["suite"] in members]
         summaries.append(summarise(alias, by_name[members[0]].scoring, pooled,
                                    _union_seconds(span, members), seed, n_boot))
-    meta = {"url": url, "mode": mode, "seed": seed, "limit": limit, "concurrency": concurrency,
+    meta = {"url": url, "mode": mode, "seed": seed, "limit": limit, "concurrency": concurrency, "eq_revise": eq_revise,
             "rys_version": __version__, "server": client.server_info(),
             "suites": {s.name: {"version": s.version, "source": s.source, "n": len(s.items)} for s in selection.suites}}
     return ProbeResults(summaries, rows, meta)

@@ -2,7 +2,10 @@
 extraction decides *what* the model answered, scoring how good it is.
 
 Every function returns None when it finds no answer; the caller counts that
-as a parse failure rather than guessing."""
+as a parse failure rather than guessing. They are total: a sweep runs broken
+candidate models, so any string (200 KB of digits, lone surrogates, an
+unclosed <think>) gives an answer or None, never an exception, in time linear
+in its length (no pattern here can backtrack quadratically)."""
 
 from __future__ import annotations
 
@@ -12,12 +15,21 @@ import re
 THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.S)
 # A number: scientific forms first ("9.6e4", "9.6 x 10^4"), then digits with
 # optional thousands separators and decimals. The look-behind keeps "5-3" from
-# reading as minus three.
+# reading as minus three. (\d is any Unicode decimal digit: "٤٢" and "４２" read as 42.)
 NUMBER = re.compile(
     r"(?<![\w.])(-?)\$?"
-    r"(?:(\d+(?:\.\d+)?)\s*(?:[eE]\+?|\s*[x×*]\s*10\s*\^\s*)(-?\d+)"
+    r"(?:(\d+(?:\.\d+)?)\s*(?:[eE]\+?|[x×*]\s*10\s*\^\s*)(-?\d+)"
     r"|(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?))"
 )
+# Integers longer than this are read as floats (inf past 308 digits): no suite
+# asks for one, and int() refuses strings of more than 4,300 digits.
+MAX_DIGITS = 300
+BOXED = re.compile(r"\\boxed\{([^}]{0,200})\}")  # bounded: "\boxed{" x 20,000 stays linear
+# `Name: value` pairs; the look-behind starts names at word starts only (a run
+# of 200 KB of letters is scanned once, not once per letter).
+EMOTION_PAIR = re.compile(r"(?<![\w-])([A-Za-z][\w-]*)\s*:\s*(\d+(?:\.\d+)?)")
+FIRST_PASS = re.compile(r"First pass scores:", re.I)
+REVISED = re.compile(r"Revised scores:", re.I)
 ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.*)", re.I)
 MARKDOWN = str.maketrans("", "", "*#")
 
@@ -32,25 +44,39 @@ def strip_think(text: str) -> str:
 
 
 def _to_number(sign: str, mant: str | None, exp: str | None, plain: str | None) -> int | float:
+    """The value of a NUMBER match: an int, a float, or +-inf when it does not fit a float."""
     if plain is not None:
-        value = float(plain.replace(",", "")) if "." in plain else int(plain.replace(",", ""))
+        digits = plain.replace(",", "")
+        value = float(digits) if "." in digits or len(digits) > MAX_DIGITS else int(digits)
     else:
-        value = float(mant) * 10 ** int(exp)
+        value = float(f"{mant}e{exp}")  # never 10 ** exp: "1e999999999" would take minutes
     value = -value if sign else value
     if isinstance(value, float) and value.is_integer() and math.isfinite(value):
         return int(value)
     return value
 
 
+def finite(value) -> bool:
+    """True for an int or a finite float: a value a score can be computed from."""
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
 def numbers(text: str) -> list[int | float]:
+    """Every number in the text, in order; one too large for a float is +-inf."""
     text = text.replace("\u2212", "-")  # typographic minus
     return [_to_number(*m.groups()) for m in NUMBER.finditer(text)]
 
 
-def parse_number(text: str) -> int | float | None:
-    """The first number in a short string ("#### 1,234", "-35")."""
+def _first_number(text: str) -> int | float | None:
     found = numbers(text)
     return found[0] if found else None
+
+
+def parse_number(text: str) -> int | float | None:
+    """The first number in a short string ("#### 1,234", "-35"); None when there
+    is none or it does not fit a float ("1e999")."""
+    value = _first_number(text)
+    return value if finite(value) else None
 
 
 def answer_phrase(text: str) -> str | None:
@@ -67,15 +93,20 @@ def final_number(text: str) -> int | float | None:
     \\boxed{}, after the last "answer is", or else the last number written."""
     text = strip_think(text).translate(str.maketrans("", "", "*"))
     if "####" in text:
-        return parse_number(text.rsplit("####", 1)[1])
-    boxed = re.findall(r"\\boxed\{([^}]*)\}", text)
-    if boxed and parse_number(boxed[-1]) is not None:
-        return parse_number(boxed[-1])
-    phrase = answer_phrase(text)
-    if phrase is not None and parse_number(phrase) is not None:
-        return parse_number(phrase)
-    found = numbers(text)
-    return found[-1] if found else None
+        value = _first_number(text.rsplit("####", 1)[1])
+    else:
+        boxed = BOXED.findall(text)
+        phrase = answer_phrase(text)
+        if boxed and _first_number(boxed[-1]) is not None:
+            value = _first_number(boxed[-1])
+        elif phrase is not None and _first_number(phrase) is not None:
+            value = _first_number(phrase)
+        else:
+            found = numbers(text)
+            value = found[-1] if found else None
+    # The chosen number decides, even when it is absurd: "The answer is 1e999"
+    # is unparseable, not a fall-back to some earlier number.
+    return value if finite(value) else None
 
 
 def _as_label(token: str, labels: tuple[str, ...]) -> str | None:
@@ -134,37 +165,61 @@ def extract_text(text: str) -> str | None:
 
 def emotion_block(block: str, emotions: list[str]) -> dict[str, float] | None:
     """`Name: value` pairs of one score block, keyed by the item's own emotion
-    names, or None unless they are exactly the item's four emotions. Values are
-    taken as written (as EQ-Bench does): an out-of-range 12 is scored as 12, a
-    negative value does not parse."""
-    pairs = re.findall(r"([A-Za-z][\w-]*)\s*:\s*(\d+(?:\.\d+)?)", block)
+    names (matched in any case, as EQ-Bench v2.1 does), or None unless they are
+    exactly the item's four emotions. A name written twice keeps its last value.
+    Values are taken as written (as EQ-Bench does): an out-of-range 12 is scored
+    as 12, a negative value does not parse. As in EQ-Bench, all zeros do not
+    parse (the prompt says at least one emotion must score above zero), nor
+    does a value too large for a float."""
     canon = {e.lower(): e for e in emotions}
     found = {}
-    for name, value in pairs:
+    for name, value in EMOTION_PAIR.findall(block):
         found[name.lower()] = float(value)
     if len(found) != len(emotions) or set(found) != set(canon):
+        return None
+    if not all(math.isfinite(v) for v in found.values()) or not any(found.values()):
         return None
     return {canon[k]: v for k, v in found.items()}
 
 
+def parse_ratings(text: str, emotions: list[str]) -> dict | None:
+    """The ratings of an EQ-Bench v2.1 answer (revision off, the default): the
+    `Name: value` pairs of the whole reply, after `*` and `#` are removed."""
+    return emotion_block(strip_think(text).translate(MARKDOWN), emotions)
+
+
 def parse_emotions(text: str, emotions: list[str]) -> tuple[dict | None, dict | None]:
-    """First-pass and revised scores of an EQ-Bench answer (see SCORING.md):
-    the first pass lies between "First pass scores:" and "Revised scores:",
-    the revision after "Revised scores:"."""
+    """First-pass and revised scores of an EQ-Bench answer with revision on
+    (v2.0, see SCORING.md): the first pass lies between "First pass scores:" and
+    "Revised scores:", the revision after the first "Revised scores:"."""
     text = strip_think(text).translate(MARKDOWN)
-    first = re.search(r"First pass scores:(.*?)Revised scores:", text, re.S | re.I)
-    revised = re.search(r"Revised scores:(.*)$", text, re.S | re.I)
-    return (emotion_block(first.group(1), emotions) if first else None,
-            emotion_block(revised.group(1), emotions) if revised else None)
+    # Plain searches, not one lazy pattern: a reply of 10,000 "First pass scores:"
+    # headings and no revision would make that quadratic.
+    head, revised = FIRST_PASS.search(text), REVISED.search(text)
+    end = REVISED.search(text, head.end()) if head else None
+    first = emotion_block(text[head.end():end.start()], emotions) if end else None
+    return first, emotion_block(text[revised.end():], emotions) if revised else None
 
 
 def label_probs(top_logprobs: list[tuple[str, float]], labels: tuple[str, ...]) -> dict[str, float]:
     """Probability of each option label as the first generated token, summing
     the token's spellings (" B", "B", "(B"); labels absent from the top
-    candidates get nothing. Empty when no label is among them."""
+    candidates, or with probability 0, get nothing. Empty when no label is among
+    them. What no real server sends is read safely: a NaN or +inf logprob is
+    dropped, one above 0 counts as 0 (probability 1), a token listed twice counts
+    once, and no label's probability exceeds 1."""
     probs: dict[str, float] = {}
+    seen = set()
     for token, logprob in top_logprobs:
-        label = _as_label(token, labels)
-        if label is not None:
-            probs[label] = probs.get(label, 0.0) + math.exp(logprob)
+        label = _as_label(token, labels) if isinstance(token, str) else None
+        try:
+            logprob = float(logprob)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if label is None or token in seen or math.isnan(logprob) or logprob == math.inf:
+            continue
+        seen.add(token)
+        p = math.exp(min(logprob, 0.0))
+        if p > 0:
+            probs[label] = min(1.0, probs.get(label, 0.0) + p)
     return probs

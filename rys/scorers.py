@@ -2,7 +2,8 @@
 
 Scores run 0-1 (partial credit, exact match) except EQ-Bench, whose item
 scores run up to 10 and whose suite score is 0-100 (see
-../shared/datasets/eqbench/SCORING.md for the rules followed here)."""
+../shared/datasets/eqbench/SCORING.md for the rules followed here).
+Every score is finite and inside `score_range` whatever the model wrote."""
 
 from __future__ import annotations
 
@@ -10,7 +11,26 @@ import math
 
 import numpy as np
 
-from .extract import extract_label, extract_text, final_number, parse_emotions
+from .extract import extract_label, extract_text, final_number, parse_emotions, parse_ratings
+
+# The worst EQ-Bench item score an answer within 0-10 can get (all four off by
+# 10): 10 - 0.7477 * 40. A rating of 99999999999999999999 scores no lower.
+EQ_FLOOR = 10 - 0.7477 * 40
+
+
+def score_range(scoring: str) -> tuple[float, float]:
+    """(lowest, highest) score of an item row, and of a suite, on the suite's own scale."""
+    return (10 * EQ_FLOOR, 100.0) if scoring == "eqbench" else (0.0, 1.0)
+
+
+def _digits(n: int) -> int:
+    """Decimal digits of n >= 0 (str() refuses ints of more than 4,300 digits)."""
+    d = max(1, int((n.bit_length() - 1) * math.log10(2)) + 1)  # digits of 2**(bits-1), give or take one
+    while d > 1 and n < 10 ** (d - 1):
+        d -= 1
+    while n >= 10 ** d:
+        d += 1
+    return d
 
 
 def partial_credit(answer: int, estimate: float | None) -> float:
@@ -21,13 +41,13 @@ def partial_credit(answer: int, estimate: float | None) -> float:
     clipped to [0, 1]. So 9,587 for 95,879 is heavily penalised for the missing
     digit even though its leading digits are right. An estimate of the wrong
     sign scores 0; a non-integer estimate is rounded first."""
-    if estimate is None or not math.isfinite(estimate):
+    if estimate is None or (isinstance(estimate, float) and not math.isfinite(estimate)):
         return 0.0
     e = round(estimate)
     if (answer < 0) != (e < 0):
         return 0.0
     a, e = abs(int(answer)), abs(e)
-    la, le = len(str(a)), len(str(e))
+    la, le = _digits(a), _digits(e)
     length, padding = max(la, le), abs(la - le)
     a, e = a * 10 ** (length - la), e * 10 ** (length - le)
     if max(a, e) == 0:
@@ -37,7 +57,14 @@ def partial_credit(answer: int, estimate: float | None) -> float:
 
 
 def numbers_equal(a, b) -> bool:
-    return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    """Equal to a relative 1e-9; an int past float range equals only itself."""
+    if a is None or b is None:
+        return False
+    try:
+        fa, fb = float(a), float(b)
+    except OverflowError:
+        return a == b
+    return abs(fa - fb) <= 1e-9 * max(1.0, abs(fa), abs(fb))
 
 
 def eq_penalty(d: float) -> float:
@@ -50,8 +77,10 @@ def eq_penalty(d: float) -> float:
 
 
 def eq_item_score(reference: dict[str, float], answer: dict[str, float]) -> float:
-    """10 minus the scaled penalties; about 0 for random answers, below 0 for bad ones."""
-    return 10 - 0.7477 * sum(eq_penalty(abs(answer[k] - reference[k])) for k in reference)
+    """10 minus the scaled penalties; about 0 for random answers, below 0 for bad
+    ones, and never below EQ_FLOOR (nor NaN) however absurd the ratings."""
+    score = 10 - 0.7477 * sum(eq_penalty(abs(answer[k] - reference[k])) for k in reference)
+    return score if score >= EQ_FLOOR else EQ_FLOOR
 
 
 def eq_suite_score(first: list[float | None], revised: list[float | None]) -> tuple[float, float, str]:
@@ -72,8 +101,14 @@ def eq_suite_score(first: list[float | None], revised: list[float | None]) -> tu
 
 def score_text(item, text: str) -> dict:
     """Extract and score one completion: {"extracted", "parseable", "score"}
-    plus, for EQ items, the "first" and "revised" item scores."""
-    if item.answer == "emotions":
+    plus, for EQ items, the "first" and "revised" item scores (revised is None
+    unless the item asks for a revision)."""
+    if item.answer == "emotions":  # EQ-Bench v2.1: four ratings, no revision
+        ratings = parse_ratings(text, list(item.reference))
+        fs = eq_item_score(item.reference, ratings) if ratings else None
+        return {"extracted": ratings, "parseable": fs is not None,
+                "score": None if fs is None else 10 * fs, "first": fs, "revised": None}
+    if item.answer == "emotions_revised":
         emotions = list(item.reference)
         first, revised = parse_emotions(text, emotions)
         fs = eq_item_score(item.reference, first) if first else None

@@ -3,11 +3,14 @@
 Each request's JSON body goes to a `responder(payload)` that returns either
 a completion text, a list of (token, logprob) pairs for a one-token choice
 answer, or an (HTTP status, body) pair. Helpers below build responders that
-answer every item right, wrong, or with garbage."""
+answer every item right, wrong, or with garbage, and a chaos responder that
+answers with what a broken candidate model or server might send."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -90,14 +93,16 @@ def fake_openai():
 
 # --- responders -------------------------------------------------------------------
 
-def eq_answer(scores: dict) -> str:
+def eq_answer(scores: dict, revise: bool = True) -> str:
     block = "\n".join(f"{k}: {v}" for k, v in scores.items())
+    if not revise:  # EQ-Bench v2.1: the four ratings alone
+        return block
     return f"First pass scores:\n{block}\n\nCritique: fine.\n\nRevised scores:\n{block}\n\n[End of answer]"
 
 
 def right_text(item) -> str:
-    if item.answer == "emotions":
-        return eq_answer(item.reference)
+    if item.answer.startswith("emotions"):
+        return eq_answer(item.reference, item.answer == "emotions_revised")
     if item.answer == "label":
         label = f"({item.reference})" if len(item.reference) == 1 else item.reference
         return f"Let me think.\nSo the answer is {label}."
@@ -107,8 +112,11 @@ def right_text(item) -> str:
 
 
 def wrong_text(item) -> str:
-    if item.answer == "emotions":
-        return eq_answer({k: 10 if v < 5 else 0 for k, v in item.reference.items()})
+    if item.answer.startswith("emotions"):
+        wrong = {k: 10 if v < 5 else 0 for k, v in item.reference.items()}
+        if not any(wrong.values()):  # all zeros would not parse
+            wrong[next(iter(wrong))] = 1
+        return eq_answer(wrong, item.answer == "emotions_revised")
     if item.answer == "label":
         other = next(c for c in item.choices if c != item.reference)
         return f"So the answer is {other}."
@@ -135,5 +143,125 @@ def responder_for(selection, mode: str, kind: str):
         if payload.get("logprobs"):
             return choice_tokens(item, kind == "right")
         return right_text(item) if kind == "right" else wrong_text(item)
+
+    return respond
+
+
+# --- chaos: what a broken candidate model (or server) may send ---------------------
+
+def emotions_in(prompt: str) -> list[str]:
+    """The four emotion names an EQ prompt lists after "would feel...", else stand-ins."""
+    m = re.search(r"would feel\.\.\.\n((?:[^\n]+\n){4})", prompt)
+    return m.group(1).split() if m else ["Angry", "Sad", "Calm", "Glad"]
+
+
+BIG = "4" + "0" * 399  # 400 digits: no float holds it
+
+
+def hostile_texts(emotions: list[str]) -> list[str]:
+    """Completions of every hostile class: numbers no float holds, non-ASCII
+    digits, fractions, nothing, 200 KB built to trip quadratic patterns,
+    control characters, lone surrogates, an unclosed <think>, absurd ratings."""
+    e = emotions
+    ratings = lambda values: "\n".join(f"{n}: {v}" for n, v in zip(e, values))
+    return [
+        "The answer is " + BIG + ".",                         # OverflowError in numbers_equal
+        "9" * 5000,                                           # past Python's 4,300-digit int limit
+        "The answer is inf", "NaN", "The answer is -1e999.", "roughly 1e999999999", "1 x 10^999",
+        "The answer is \u0664\u0662.", "\uff14\uff12", "The answer is 3/4, or \u00bd.",
+        "", "   \n\t ",
+        "1" + " " * 200_000 + "z",                            # one number, then 200 KB of spaces
+        "a" * 200_000,                                        # one 200 KB word
+        "\\boxed{" * 30_000,                                 # 200 KB of unclosed boxes
+        "First pass scores:" * 11_000,                        # 200 KB of headings, no revision
+        "answer is " * 20_000,
+        "\x00\x01\x1b[31mThe answer is \x07 (B)\x7f",
+        "\ud800 The answer is \udfff 7 \udbff",                # lone surrogates
+        "<think>The answer is 42, and " + ratings([5, 5, 5, 5]),
+        ratings(["99999999999999999999"] * 4),
+        ratings([BIG] * 4),
+        ratings([-3, -1, 2, 4]),
+        ratings([0, 0, 0, 0]),
+        ratings([1, 2, 3, 4]) + "\n" + ratings([9, 8, 7, 6]) + "\n" + ratings([10, 10, 10, 10]),
+        "First pass scores:\n" + ratings([99999999999999999999] * 4) + "\nRevised scores:\n" + ratings([BIG] * 4),
+        f"**{e[0].upper()}:** 7\n## {e[1].lower()}: 3\n{e[2]}:\t2.5\n{e[3]}: 0002",
+        "The answer is A or B. (A) (B) (C) Yes No",
+    ]
+
+
+def _body(text, usage=None, logprobs=None, **message) -> dict:
+    message = {"role": "assistant", "content": text, **message}
+    body = {"id": "chaos", "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "length", "logprobs": logprobs, "message": message}]}
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def _tops(*pairs) -> dict:
+    return {"content": [{"token": "x", "logprob": -1.0,
+                         "top_logprobs": [{"token": t, "logprob": lp} for t, lp in pairs]}]}
+
+
+NAN, INF = float("nan"), float("inf")
+# Replies that are chat completions with hostile fields: each reads as an
+# answer (maybe an empty or unparseable one), never as an exception.
+SOFT_REPLIES = [
+    lambda t: _body(t, {"prompt_tokens": 12, "completion_tokens": 7}),
+    lambda t: _body(t, {"prompt_tokens": -5, "completion_tokens": -1}),
+    lambda t: _body(t, {"prompt_tokens": "many", "completion_tokens": None}),
+    lambda t: _body(t, {"prompt_tokens": NAN, "completion_tokens": INF}),
+    lambda t: json.dumps(_body(t, {"prompt_tokens": 1, "completion_tokens": 0})).replace(
+        '"completion_tokens": 0', '"completion_tokens": 1' + "0" * 400),  # an int no float holds
+    lambda t: _body(t, "usage is a string"),
+    lambda t: _body(None, {"prompt_tokens": 3}),                       # null content
+    lambda t: {"choices": [{"message": {"role": "assistant"}}]},          # no content, no usage
+    lambda t: _body([{"type": "text", "text": t}, {"type": "image"}, 7]),  # content as parts
+    lambda t: _body(t, logprobs=_tops((" A", NAN), ("B", -INF), ("Yes", NAN))),
+    lambda t: _body(t, logprobs=_tops((" B", -0.1), (" B", -0.1), ("B", -0.1), ("(B", -0.1))),  # duplicated
+    lambda t: _body(t, logprobs=_tops(("A", INF), ("No", 1000.0), ("C", -1e308))),
+    lambda t: _body(t, logprobs={"content": []}),
+    lambda t: _body(t, logprobs={"content": [{"token": "A", "top_logprobs": None}]}),
+    lambda t: _body(t, logprobs=_tops((7, -0.1), ("A", "high"), (None, None), ("Yes", True))),
+    lambda t: json.dumps(_body(t, logprobs=_tops(("A", -1.0)))).replace("-1.0}]", "-1" + "0" * 400 + "}]"),
+    lambda t: _body(t, logprobs="none"),
+]
+# Replies that are no chat completion at all: recorded as failed items.
+HARD_REPLIES = [
+    lambda t: {"choices": []},
+    lambda t: "[" * 100_000,                                   # nesting past Python's recursion limit
+    lambda t: _body(12345),                                    # content is a number
+    lambda t: (500, "model crashed"),
+    lambda t: "{not json",
+    lambda t: ["a", "list"],
+    lambda t: {"choices": [{"message": None}]},
+]
+
+
+def chaos_replies() -> list:
+    """Every soft reply, with a hard one after every three: any five requests
+    in a row hold at least three answers, so the fail-fast guard (five
+    failures before any success) never mistakes chaos for a dead server."""
+    out, hard = [], itertools.cycle(HARD_REPLIES)
+    for i, soft in enumerate(SOFT_REPLIES * 2):
+        out.append(soft)
+        if i % 3 == 2:
+            out.append(next(hard))
+    return out
+
+
+def chaos_responder():
+    """Answers request i with hostile text i (for that request's EQ emotions)
+    wrapped in reply i, both rotating (choice requests get the logprob replies too)."""
+    replies, lock, count = chaos_replies(), threading.Lock(), itertools.count()
+
+    def respond(payload):
+        with lock:
+            i = next(count)
+        texts = hostile_texts(emotions_in(payload["messages"][-1]["content"]))
+        reply = replies[i % len(replies)](texts[i % len(texts)])
+        if isinstance(reply, tuple):
+            return reply
+        return 200, reply if isinstance(reply, str) else json.dumps(reply)
 
     return respond

@@ -89,7 +89,7 @@ def test_rows_keep_what_is_needed(server):
     assert row["extracted"] == row["reference"] and row["completion_tokens"] == 5
     assert [r["id"] for r in res.rows] == [i.id for s in sel.suites for i in s.items]
     eq = res.rows[-1]
-    assert eq["first"] == eq["revised"] == 10.0 and eq["score"] == 100.0
+    assert (eq["first"], eq["revised"], eq["score"]) == (10.0, None, 100.0)  # v2.1: no revision asked
 
 
 def test_requests_turn_thinking_off_and_are_greedy(fake_openai):

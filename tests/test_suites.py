@@ -233,16 +233,23 @@ def test_causal_answers_and_balance():
 
 def test_eq_items():
     items = suite("eq", 100).items
-    assert len(items) >= 40
-    for it in items:
+    revised = resolve("eq", limit=100, eq_revise=True).suites[0]
+    assert len(items) >= 40 and revised.max_tokens == 600 and revised.version == "1+v2.0"
+    for it, rev in zip(items, revised.items):
         assert len(it.reference) == 4 and all(0 <= v <= 10 for v in it.reference.values())
         assert any(v > 0 for v in it.reference.values())
-        # the EQ-Bench v2 shape: dialogue, the four emotions, first pass, critique, revision
-        for heading in ("[End dialogue]", "First pass scores:", "Critique:", "Revised scores:", "[End of answer]"):
-            assert heading in it.prompt
+        # EQ-Bench v2.1 by default: dialogue, the four emotions, four `Emotion: <score>` lines
+        assert (it.answer, it.version, rev.answer) == ("emotions", "1+v2.1", "emotions_revised")
+        for heading in ("[End dialogue]", "[End of answer]"):
+            assert heading in it.prompt and heading in rev.prompt
+        assert it.prompt.endswith("\nYour answer:\n")
+        # with --eq-revise the v2.0 shape: first pass, critique, revision
+        for heading in ("First pass scores:", "Critique:", "Revised scores:"):
+            assert heading not in it.prompt and heading in rev.prompt
         for e in it.reference:
             assert f"\n{e}\n" in it.prompt or f"\n{e}\n\n" in it.prompt
-            assert f"{e}: <score>" in it.prompt and f"{e}: <revised score>" in it.prompt
+            assert f"{e}: <score>" in it.prompt and "<revised score>" not in it.prompt
+            assert f"{e}: <score>" in rev.prompt and f"{e}: <revised score>" in rev.prompt
 
 
 def test_eq_limit_samples_by_seed():

@@ -19,9 +19,9 @@ __all__ = ["Item", "Suite", "Selection", "BUILTIN", "ALIASES", "resolve", "parse
 DEFAULT_N = 40  # items per generated suite unless --limit says otherwise
 
 
-def _written_eq(limit: int | None, seed: int) -> Suite:
+def _written_eq(limit: int | None, seed: int, revise: bool = False) -> Suite:
     """The written EQ set: all items, or a seeded sample of `limit` of them."""
-    suite = builtin_eq()
+    suite = builtin_eq(revise=revise)
     return replace(suite, items=tuple(subsample(list(suite.items), limit, seed, suite.name)))
 
 
@@ -63,11 +63,11 @@ def _unknown(token: str) -> RysError:
     return RysError(f"unknown suite {token!r}; choose from {known}, or gsm8k=FILE.jsonl, bbh=FILE.json, eqbench=FILE.json")
 
 
-def _load(kind: str, arg: str, limit: int | None, seed: int) -> Suite:
+def _load(kind: str, arg: str, limit: int | None, seed: int, eq_revise: bool) -> Suite:
     if kind == "gsm8k":
         suite = load_gsm8k(Path(arg))
     elif kind == "eqbench":
-        suite = load_eqbench(Path(arg))
+        suite = load_eqbench(Path(arg), revise=eq_revise)
     else:
         task, _, cot = arg.partition(":") if arg.count(":") == 1 and arg.endswith(".txt") else (arg, "", "")
         suite = load_bbh(Path(task), Path(cot) if cot else None)
@@ -75,10 +75,12 @@ def _load(kind: str, arg: str, limit: int | None, seed: int) -> Suite:
     return replace(suite, items=tuple(items))
 
 
-def resolve(spec: str, limit: int | None = None, seed: int = 0) -> Selection:
+def resolve(spec: str, limit: int | None = None, seed: int = 0, eq_revise: bool = False) -> Selection:
     """The suites a spec names, in order, each once, with their items built
     (generated suites: `limit` items, default 40; fixed sets: a seeded sample
-    of `limit` items, default all)."""
+    of `limit` items, default all). EQ suites (`eq`, `eqbench=`) are asked as
+    EQ-Bench v2.1 asks, four ratings alone, or with `eq_revise` as v2.0 did
+    (first pass, critique, revision)."""
     if limit is not None and limit < 1:
         raise RysError(f"--limit must be at least 1, got {limit}")
     suites: dict[str, Suite] = {}
@@ -88,7 +90,7 @@ def resolve(spec: str, limit: int | None = None, seed: int = 0) -> Selection:
         if eq_sign:
             if kind not in LOADERS or not arg:
                 raise _unknown(token)
-            suite = _load(kind, arg, limit, seed)
+            suite = _load(kind, arg, limit, seed, eq_revise)
             if suite.name in suites:
                 raise RysError(f"suite {suite.name} is named twice in --suite")
             suites[suite.name] = suite
@@ -100,5 +102,5 @@ def resolve(spec: str, limit: int | None = None, seed: int = 0) -> Selection:
             groups[token] = names
         for name in names:
             if name not in suites:
-                suites[name] = BUILTIN[name](limit, seed)
+                suites[name] = _written_eq(limit, seed, eq_revise) if name == "eq" else BUILTIN[name](limit, seed)
     return Selection(list(suites.values()), groups)

@@ -12,8 +12,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-# How a completion is read.
-ANSWER_TYPES = ("number", "label", "text", "emotions")
+# How a completion is read. "emotions": four `Emotion: score` lines (EQ-Bench
+# v2.1, revision off); "emotions_revised": first pass, critique, revised scores (v2.0).
+ANSWER_TYPES = ("number", "label", "text", "emotions", "emotions_revised")
 # How an extracted answer is scored.
 SCORINGS = ("partial", "exact", "eqbench")
 
@@ -23,7 +24,7 @@ class Item:
     id: str
     suite: str
     prompt: str  # the question itself; the suite adds its instructions around it
-    reference: Any  # int (number), str (label, text) or {emotion: intensity} (emotions)
+    reference: Any  # int (number), str (label, text) or {emotion: intensity} (emotions, emotions_revised)
     choices: tuple[str, ...] | None  # option labels ("A", "B", ... or "Yes", "No") if multiple choice
     answer: str  # one of ANSWER_TYPES
     scoring: str  # one of SCORINGS
