@@ -315,6 +315,8 @@ def serve(model, port, host, ctx, slots, threads, server_bin, log_path, extra):
 @click.option("--holdout-top", type=click.IntRange(min=1), default=3, show_default=True, help="How many top candidates get the hold-out items.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mode", type=click.Choice(["generate", "choice"]), default="generate", show_default=True)
+@click.option("--eq-revise", is_flag=True,
+              help="Ask EQ items with critique and revision (EQ-Bench v2.0; see rys probe --help).")
 @click.option("--layout", type=click.Choice(["auto", "interval", "explicit"]), default="auto", show_default=True,
               help="As in rys build; blocks it cannot express are listed as skipped.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,

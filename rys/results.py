@@ -120,6 +120,10 @@ class Store:
              json.dumps(row)),
         )
 
+    def suite_versions(self) -> set[tuple[str, str]]:
+        """(suite, version) of every stored item row."""
+        return set(self.db.execute("SELECT DISTINCT suite, json_extract(row, '$.version') FROM items").fetchall())
+
     def done_items(self, candidate: str) -> set[tuple[str, str]]:
         return set(self.db.execute("SELECT suite, item_id FROM items WHERE candidate = ?", (candidate,)).fetchall())
 

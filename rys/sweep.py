@@ -40,6 +40,7 @@ class SweepConfig:
     holdout_top: int = 3
     seed: int = 0
     mode: str = "generate"
+    eq_revise: bool = False  # EQ asked with critique and revision (EQ-Bench v2.0) instead of v2.1's ratings alone
     layout: str = "auto"
     concurrency: int = 4
     prefilter: str | None = None  # "kl"
@@ -56,7 +57,7 @@ class SweepConfig:
         """Options that change what a score means: a resumed sweep must match them.
         Concurrency is one: greedy outputs differ between one server slot and
         several (llama.cpp's batched kernels round differently)."""
-        keys = ("suite", "limit", "holdout", "seed", "mode", "layout", "concurrency")
+        keys = ("suite", "limit", "holdout", "seed", "mode", "eq_revise", "layout", "concurrency")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -225,6 +226,17 @@ def _check_resume(store: Store, cfg: SweepConfig, identity: dict) -> None:
         store.set_meta("scoring", new_cfg)
 
 
+def _check_versions(store: Store, suites) -> None:
+    """Refuse a folder whose stored rows were asked in another version of a
+    suite (an older rys, EQ asked with or without revision): a resumed sweep
+    must not mix them with new rows, whatever options the folder records."""
+    want = {s.name: s.version for s in suites}
+    for suite, version in sorted(store.suite_versions()):
+        if suite in want and version != want[suite]:
+            raise RysError(f"{store.folder} holds {suite} results of suite version {version!r}, "
+                           f"this sweep asks version {want[suite]!r}; choose another --out")
+
+
 class Sweep:
     """One sweep over one model into one folder. `run()` does everything and can be re-run."""
 
@@ -240,11 +252,12 @@ class Sweep:
         if cfg.concurrency < 1:
             raise RysError("--concurrency must be at least 1")
         self.planned = plan_candidates(self.model, cfg)
-        selection = resolve(cfg.suite, cfg.limit + cfg.holdout, cfg.seed)
+        selection = resolve(cfg.suite, cfg.limit + cfg.holdout, cfg.seed, cfg.eq_revise)
         self.search_suites, self.holdout_suites = split_items(selection, cfg.limit, cfg.holdout)
         self.groups = selection.groups
         self.store = Store(self.out)
         _check_resume(self.store, cfg, model_identity(self.model))
+        _check_versions(self.store, selection.suites)
         self.store.set_meta("config", asdict(cfg))
         self.files: dict[str, Path] = {BASELINE: self.model.path}
 
