@@ -400,7 +400,7 @@ def test_chaos_through_rys_probe(fake_openai, tmp_path, args):
     for row in rows:
         row["scoring"] = scoring[row["suite"]]
     check_rows(rows)
-    assert len(fake_openai.requests) == len(rows) > 50
+    assert len(fake_openai.requests) == len(rows) >= 8 * 6  # built-in suites alone: 8 suites of 6 items
     assert any(r["error"] for r in rows) and sum(r["error"] is None for r in rows) > len(rows) / 2
 
 
