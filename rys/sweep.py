@@ -338,7 +338,7 @@ class Sweep:
             nonlocal done
             row["scoring"] = suite.scoring
             if row["error"] and not srv.alive():
-                raise RysError(f"llama-server died: {' | '.join(srv.log_tail(3))}")
+                raise srv.death()
             guard.record(row)
             self.store.put_item(p.name, stage, row)
             done += 1
@@ -358,9 +358,10 @@ class Sweep:
             scratch = scratch_folder(self.model.file.size, self.out)
         try:
             live = [p for p in self.planned if not p.skip_reason]
+            crashed: set[str] = set()
             if self.cfg.prefilter == "kl":
-                self._prefilter(live, scratch)
-            live = [p for p in live if self.status(p.name) != "pruned"]
+                crashed = self._prefilter(live, scratch)
+            live = [p for p in live if self.status(p.name) != "pruned" and p.name not in crashed]
             if self.cfg.halving:
                 self._halving(live, scratch)
             else:
@@ -384,20 +385,33 @@ class Sweep:
             self.events.finished(p.name, "ok", reason)
         self.drop_file(p)
 
-    def _prefilter(self, live: list[Planned], scratch: Path) -> None:
-        """Mark candidates whose distributions drift too far from the baseline as pruned."""
+    def _prefilter(self, live: list[Planned], scratch: Path) -> set[str]:
+        """Mark candidates whose distributions drift too far from the baseline as pruned;
+        the names of those llama.cpp could not run (marked failed)."""
         from .prefilter import mean_kl, next_token_logprobs
 
         kl_done = self.store.get_meta("kl", {})
         base = None
+        crashed: set[str] = set()
         for p in live:
             if p.name == BASELINE or p.name in kl_done or self.status(p.name) in ("ok", "pruned"):
                 continue
-            if base is None:
+            logs = self.out / "logs"
+            if base is None:  # the baseline must load: without it nothing can be compared
                 self.events.candidate(BASELINE, "prefilter")
-                base = next_token_logprobs(self.model.path, n_threads=self.cfg.threads)
+                base = next_token_logprobs(self.model.path, n_threads=self.cfg.threads,
+                                           log=logs / f"prefilter-{BASELINE}.log")
             self.events.candidate(p.name, "prefilter")
-            kl = mean_kl(base, next_token_logprobs(self.file_for(p, scratch), n_threads=self.cfg.threads))
+            try:
+                cand = next_token_logprobs(self.file_for(p, scratch), n_threads=self.cfg.threads,
+                                           log=logs / f"prefilter-{p.name}.log")
+            except RysError as exc:  # llama.cpp crashed or refused this candidate: record it, go on
+                self._set(p, "failed", str(exc))
+                self.events.finished(p.name, "failed", str(exc))
+                self.drop_file(p)
+                crashed.add(p.name)
+                continue
+            kl = mean_kl(base, cand)
             kl_done[p.name] = kl
             self.store.set_meta("kl", kl_done)
             if kl > self.cfg.kl_threshold:
@@ -405,6 +419,7 @@ class Sweep:
                 self._set(p, "pruned", reason)
                 self.events.finished(p.name, "pruned", reason)
                 self.drop_file(p)
+        return crashed
 
     def _leaders(self, names: list[str]) -> list[str]:
         """`names` ordered best first by the combined score of `rys rank` on what is stored now."""
