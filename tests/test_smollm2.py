@@ -28,6 +28,7 @@ def test_smollm2_identity_path_is_bit_identical(smollm2, tmp_path):
     assert np.array_equal(llama_logits(smollm2, toks), llama_logits(out, toks))
 
 
+@pytest.mark.slow  # ~15 s each on 2 cores
 @pytest.mark.parametrize("spec,n_layers", [("4-7", 34), ("10-17", 38), ("1-2,20-23", 36), ("path:0-9,12-29", 28)])
 def test_smollm2_blocks_build_load_and_decode(smollm2, tmp_path, spec, n_layers):
     out = rewrite.build(smollm2, spec, tmp_path / "m.gguf").out

@@ -66,6 +66,7 @@ def tiny_sweep(tmp_path_factory):
     return model, out, r
 
 
+@pytest.mark.server
 def test_tiny_sweep_scores_every_candidate(tiny_sweep):
     model, out, r = tiny_sweep
     assert r.stdout.strip() == str(out)
@@ -82,6 +83,7 @@ def test_tiny_sweep_scores_every_candidate(tiny_sweep):
     assert not list(out.glob("**/*.gguf"))  # candidates deleted after scoring
 
 
+@pytest.mark.server
 def test_rerun_recomputes_nothing(tiny_sweep):
     model, out, _ = tiny_sweep
     before = sqlite3.connect(out / "results.sqlite").execute("SELECT candidate, suite, item_id, row FROM items").fetchall()
@@ -93,6 +95,7 @@ def test_rerun_recomputes_nothing(tiny_sweep):
     assert sorted(before) == sorted(after)  # same rows, same raw completions and latencies
 
 
+@pytest.mark.server
 def test_changed_scoring_options_refuse_to_resume(tiny_sweep):
     model, out, _ = tiny_sweep
     r = CliRunner().invoke(cli, ["sweep", str(model), "--blocks", "0-3", "--suite", "math.arith", "--limit", "5",
@@ -102,6 +105,7 @@ def test_changed_scoring_options_refuse_to_resume(tiny_sweep):
     assert "concurrency: 2 -> 4" in r.stderr  # the default; slots change greedy outputs
 
 
+@pytest.mark.server
 def test_a_candidate_that_cannot_load_is_failed_and_the_sweep_goes_on(qwen8, tmp_path, monkeypatch):
     broken = tiny_models.write_model(tmp_path / "broken.gguf", "qwen35", 8, layer_path=[0, 1, 2, 3, 4, 2, 3, 4, 5, 6, 7])
     real = Sweep.file_for
@@ -124,6 +128,7 @@ def _servers_for(path) -> list[int]:
     return [int(x) for x in out.split()]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_sweep_resumes_and_leaves_no_server(sig, tmp_path):
     model = tiny_models.write_model(tmp_path / "m.gguf", "qwen35", 8)
@@ -178,6 +183,7 @@ def _tiny_cfg(model, **kw):
     return SweepConfig(**{**base, **kw})
 
 
+@pytest.mark.server
 def test_halving_gives_the_survivor_every_item_and_the_rest_fewer(tmp_path):
     model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
     cfg = _tiny_cfg(model, blocks="0-1,2-3,4-5,6-7", halving=True, limit=8)
@@ -189,6 +195,7 @@ def test_halving_gives_the_survivor_every_item_and_the_rest_fewer(tmp_path):
     assert sorted(v for k, v in counts.items() if k != BASELINE) == [2, 2, 4, 8]
 
 
+@pytest.mark.server
 def test_kl_prefilter_prunes_and_reports(tmp_path):
     model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
     cfg = _tiny_cfg(model, blocks="0-1,6-7", prefilter="kl", kl_threshold=0.0, limit=2)
@@ -201,11 +208,13 @@ def test_kl_prefilter_prunes_and_reports(tmp_path):
         assert set(kl) == {"0-1", "6-7"} and all(v > 0 for v in kl.values())
 
 
+@pytest.mark.server
 def test_holdout_items_go_to_the_top_candidates_and_the_baseline(tmp_path):
     model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
     cfg = _tiny_cfg(model, blocks="0-1,2-3,4-5", holdout=2, holdout_top=1, limit=3)
     Sweep(cfg, tmp_path / "out").run()
     with Store(tmp_path / "out") as store:
+        assert {c.status for c in store.candidates()} == {"ok"}  # re-measured ones too, in one run
         held = {}
         for r in store.item_rows():
             if r["stage"] == "holdout":
@@ -215,6 +224,7 @@ def test_holdout_items_go_to_the_top_candidates_and_the_baseline(tmp_path):
     assert all(len(v) == 2 and not (v & search_ids) for v in held.values())
 
 
+@pytest.mark.server
 def test_shards_merge_into_one_ranking(tmp_path):
     model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
     for k in (1, 2):
@@ -224,6 +234,7 @@ def test_shards_merge_into_one_ranking(tmp_path):
     assert sorted(x["candidate"] for x in json.loads(r.stdout)) == sorted([BASELINE, "0-1", "2-3", "4-5"])
 
 
+@pytest.mark.server
 def test_a_folder_from_before_a_scoring_key_existed_resumes(tiny_sweep):
     model, out, _ = tiny_sweep
     with Store(out) as store:
