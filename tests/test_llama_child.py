@@ -96,6 +96,7 @@ def deep300(tmp_path_factory):
     return tiny_models.write_model(tmp_path_factory.mktemp("deep300") / "d300.gguf", "llama", 300, dims=SMALL)
 
 
+@pytest.mark.slow  # 10-100 s on 2 cores (a 300-layer candidate)
 @pytest.mark.server
 @pytest.mark.parametrize("prefilter", [[], ["--prefilter", "kl", "--kl-threshold", "1000"]],
                          ids=["server-start", "kl-prefilter"])
