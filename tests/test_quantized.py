@@ -47,7 +47,6 @@ def quantized(smollm2, tmp_path_factory):
     return files
 
 
-@pytest.mark.slow  # 8-45 s per type on 2 cores, plus quantizing
 @pytest.mark.server
 @pytest.mark.parametrize("qtype", list(TYPES))
 def test_wheel_and_server_answer_on_quantized_models(quantized, reference, qtype, tmp_path):
