@@ -36,13 +36,13 @@ from .errors import RysError
 from .results import Candidate, open_existing
 from .scorers import suite_score
 from .suites import ALIASES
+from .sweep import SCORING_DEFAULTS, SCORING_KEYS
 
 BASELINE = "baseline"
 N_BOOT = 1000
 HOLDOUT = "holdout"
 # Sweep options that decide what a score means: shards must agree on them.
 # Others (--shard, --out, --blocks, --keep-models, ...) may differ.
-MEASUREMENT_KEYS = ("suite", "limit", "seed", "mode")
 # Model identity keys that may differ between machines holding the same file.
 MODEL_LOCAL_KEYS = ("path",)
 ROW_KEYS = ("suite", "id", "score", "parseable", "scoring")
@@ -131,10 +131,10 @@ def _check_comparable(first: Path, model, config, other: Path, model2, config2) 
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
             raise RysError(f"{first} and {other} hold different models ({key}: {a.get(key)!r} vs {b.get(key)!r})")
-    for key in MEASUREMENT_KEYS:
-        va, vb = (config or {}).get(key), (config2 or {}).get(key)
+    for key in SCORING_KEYS:
+        va, vb = ((c or {}).get(key, SCORING_DEFAULTS[key]) for c in (config, config2))
         if va != vb:
-            raise RysError(f"{first} and {other} were measured differently (--{key} {va!r} vs {vb!r}); "
+            raise RysError(f"{first} and {other} were measured differently (--{key.replace('_', '-')} {va!r} vs {vb!r}); "
                            "rank them separately")
 
 

@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -54,11 +54,16 @@ class SweepConfig:
     timeout: float = 300.0
 
     def scoring_identity(self) -> dict:
-        """Options that change what a score means: a resumed sweep must match them.
-        Concurrency is one: greedy outputs differ between one server slot and
-        several (llama.cpp's batched kernels round differently)."""
-        keys = ("suite", "limit", "holdout", "seed", "mode", "eq_revise", "layout", "concurrency")
-        return {k: getattr(self, k) for k in keys}
+        """Options that change what a score means: a resumed sweep must match them,
+        and `rys rank` merges only folders that agree on all of them."""
+        return {k: getattr(self, k) for k in SCORING_KEYS}
+
+
+# Options that change what a score means. Concurrency is one: greedy outputs
+# differ between one server slot and several (llama.cpp's batched kernels round
+# differently). A folder written before a key existed had its default.
+SCORING_KEYS = ("suite", "limit", "holdout", "seed", "mode", "eq_revise", "layout", "concurrency")
+SCORING_DEFAULTS = {f.name: f.default for f in fields(SweepConfig) if f.name in SCORING_KEYS}
 
 
 @dataclass

@@ -234,6 +234,9 @@ def test_conflicting_duplicate_items_keep_the_first_folder_and_say_so(tmp_path):
     ({**rd.MODEL, "header_sha256": "ff00"}, rd.CONFIG, "hold different models (header_sha256: 'ab12' vs 'ff00')"),
     (rd.MODEL, {**rd.CONFIG, "limit": 8}, "were measured differently (--limit 4 vs 8); rank them separately"),
     (rd.MODEL, {**rd.CONFIG, "suite": "math"}, "were measured differently (--suite 'math,eq,reasoning' vs 'math')"),
+    # a folder written before the key existed had the default (4 slots, EQ without revision)
+    (rd.MODEL, {**rd.CONFIG, "concurrency": 1}, "were measured differently (--concurrency 4 vs 1)"),
+    (rd.MODEL, {**rd.CONFIG, "eq_revise": True}, "were measured differently (--eq-revise False vs True)"),
 ])
 def test_incomparable_folders_are_refused(tmp_path, model, config, message):
     a = rd.write_sweep(tmp_path / "a", ["baseline", "0-3"], [])
