@@ -159,6 +159,21 @@ def _fallback_args(model: Path, ctx: int, threads: int | None, host: str, port: 
             "--n_gpu_layers", "-1" if metal() else "0", "--host", host, "--port", str(port)]
 
 
+def _server_env(kind: str) -> dict[str, str]:
+    """The server's environment: ours, with ggml's gdb backtrace off (on an
+    assertion ggml attaches gdb: slow, it can hang where ptrace is restricted,
+    and it buries the assertion line), and for llama-cpp-python's server
+    without variables its settings would read (pydantic reads every field, any
+    case, from the environment: CACHE=/some/dir became its `cache` flag)."""
+    env = {**os.environ, "GGML_NO_BACKTRACE": "1"}
+    if kind != "llama-server":
+        from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+        fields = {name.lower() for cls in (ModelSettings, ServerSettings) for name in cls.model_fields}
+        env = {k: v for k, v in env.items() if k.lower() not in fields}
+    return env
+
+
 # --------------------------------------------------------------- ports
 
 def _family(host: str) -> socket.AddressFamily:
@@ -402,9 +417,7 @@ class LlamaServer:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True, text=True)
         cmd = self._command()
-        # On an assertion ggml attaches gdb for a backtrace: slow, it can hang where
-        # ptrace is restricted, and it buries the assertion line under gdb's output.
-        env = {**os.environ, "GGML_NO_BACKTRACE": "1"}
+        env = _server_env(self.launcher.kind)
         try:
             if self.log_path is not None:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -425,6 +425,9 @@ def test_fallback_server_answers_the_probes(smollm2, tmp_path, spawned, monkeypa
         raise RysError("no llama-server found")
 
     monkeypatch.setattr(server, "find_server", no_binary)
+    # Names its settings would read from the environment (`make test CACHE=...` exports CACHE).
+    monkeypatch.setenv("CACHE", str(tmp_path))
+    monkeypatch.setenv("N_CTX", "not a number")
     with small(smollm2, tmp_path, ctx=1024) as srv:
         assert srv.launcher.kind == "llama-cpp-python" and "one request at a time" in srv.launcher.note
         assert srv.props["model_path"] == str(smollm2.resolve())
