@@ -100,9 +100,11 @@ build_tools() {
 }
 
 tools_ready() {
+    [ -f "$dir/build.json" ] || return 1
     for tool in $(info tools); do
-        "$dir/bin/$tool" --version >/dev/null 2>&1 || return 1
+        [ -x "$dir/bin/$tool" ] || return 1
     done
+    "$dir/bin/llama-server" --version >/dev/null 2>&1  # runs on this CPU (llama-quantize has no --version)
 }
 
 case "$stage_name" in
