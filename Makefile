@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml | wheel
 		>"$(BUILD_DIR)/logs/pip.log" 2>&1 && \
 	 $(BIN)/pip install --quiet --disable-pip-version-check --find-links "$(BUILD_DIR)/wheel" \
 		--only-binary llama-cpp-python -e '.[dev,torch,plot,fallback]' >>"$(BUILD_DIR)/logs/pip.log" 2>&1 \
-	 && echo "done in $$(( $$(date +%s) - start ))s" \
+	 && t=$$(( $$(date +%s) - start )) && printf 'done in %dm %02ds\n' $$((t / 60)) $$((t % 60)) \
 	 || { echo FAILED; tail -n 25 "$(BUILD_DIR)/logs/pip.log"; echo "--- full log: $(BUILD_DIR)/logs/pip.log"; exit 1; }
 	@touch $@
 

@@ -114,7 +114,7 @@ case "$stage_name" in
             exit 0
         fi
         source_ready || stage "fetching llama-cpp-python $version source" "$logs/fetch.log" fetch_source
-        stage "building llama-cpp-python $version wheel for this machine (once, ~6 min)" "$logs/wheel.log" build_wheel
+        stage "building llama-cpp-python $version wheel for this machine (once, ~4 min on 2 cores)" "$logs/wheel.log" build_wheel
         ;;
     tools)
         if tools_ready; then
@@ -122,7 +122,7 @@ case "$stage_name" in
             exit 0
         fi
         source_ready || stage "fetching llama-cpp-python $version source" "$logs/fetch.log" fetch_source
-        stage "building llama-server, llama-quantize, llama-perplexity (once, ~6 min)" "$logs/tools.log" build_tools
+        stage "building llama-server, llama-quantize, llama-perplexity (once, ~4 min on 2 cores)" "$logs/tools.log" build_tools
         ;;
     smollm2)
         if [ -f "$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
