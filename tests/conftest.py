@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # tiny_models, tiny_vocab
+from support import tiny_models
 
-import tiny_models  # noqa: E402
-
-pytest_plugins = ["fake_openai", "shared_data"]  # their fixtures: fake_openai, datasets
-
-REPO = Path(__file__).resolve().parents[1]
-DATASETS = REPO.parent / "shared" / "datasets"
+pytest_plugins = ["support.fake_openai", "support.shared_data"]  # their fixtures: fake_openai, datasets
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +49,3 @@ def smollm2() -> Path:
     from rys.assets import smollm2_path
 
     return smollm2_path()
-
-
-def default_sigint() -> None:
-    """preexec_fn for children that a test stops with SIGINT: a shell that runs
-    `make test` in the background (CI, nohup) ignores SIGINT, children inherit
-    that, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

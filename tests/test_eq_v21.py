@@ -7,9 +7,9 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from fake_openai import responder_for
+from support.fake_openai import responder_for
 
-import tiny_models
+from support import tiny_models
 from rys import evaluate
 from rys.cli_probe import probe_command
 from rys.errors import RysError

@@ -5,8 +5,8 @@ import gguf
 import numpy as np
 import pytest
 
-import tiny_models
-from llama_ref import llama_logits
+from support import tiny_models
+from support.llama_ref import llama_logits
 from rys import rewrite
 from rys.model import load
 

@@ -30,14 +30,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers", minversion="5.2")
 pytest.importorskip("llama_cpp")
 
-from hf_models import (  # noqa: E402
+from support.hf_models import (  # noqa: E402
     hf_config,
     hf_logits,
     hf_tensors,
     llama_cpp_logits,
     tiny_hf_model,
 )
-from tiny_vocab import BOS_ID, add_byte_vocab  # noqa: E402
+from support.tiny_vocab import BOS_ID, add_byte_vocab  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen3_5TextConfig  # noqa: E402
 
 from rys import rewrite  # noqa: E402

@@ -15,12 +15,12 @@ import time
 import pytest
 import requests
 from click.testing import CliRunner
-from fake_openai import chaos_responder, emotions_in, hostile_texts
+from support.fake_openai import chaos_responder, emotions_in, hostile_texts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared_data import DATASETS
+from support.shared_data import DATASETS
 
-import tiny_models
+from support import tiny_models
 from rys import evaluate
 from rys.cli import cli
 from rys.cli_probe import probe_command, write_jsonl_atomic

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import tiny_models
+from support import tiny_models
 from rys import llama_child
 from rys.cli import cli
 from rys.errors import RysError

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 from click.testing import CliRunner
-from fake_openai import responder_for
+from support.fake_openai import responder_for
 
 from rys import evaluate
 from rys.cli_probe import probe_command

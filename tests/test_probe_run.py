@@ -5,8 +5,8 @@ import threading
 import time
 
 import pytest
-from fake_openai import FakeOpenAI, responder_for
-from shared_data import DATASETS
+from support.fake_openai import FakeOpenAI, responder_for
+from support.shared_data import DATASETS
 
 from rys import evaluate
 from rys.client import ChatClient

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import rank_data as rd
+from support import rank_data as rd
 from rys.cli import cli
 from rys.errors import RysError
 from rys.rank import eq_resample_scores, pareto_front, paired_delta, rank

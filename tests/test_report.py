@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import rank_data as rd
+from support import rank_data as rd
 from rys.cli import cli
 from rys.rank import rank
 from rys.report import heatmap_grid, sweep_command, write_report

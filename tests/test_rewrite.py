@@ -7,7 +7,7 @@ import gguf
 import numpy as np
 import pytest
 
-import tiny_models
+from support import tiny_models
 from rys import gguf_file, rewrite
 from rys.errors import RysError
 from rys.model import load

@@ -21,8 +21,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-import tiny_models
-from conftest import default_sigint
+from support import tiny_models
+from support.processes import default_sigint
 from rys import server
 from rys.cli import cli
 from rys.errors import RysError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from llama_ref import llama_logits
+from support.llama_ref import llama_logits
 from rys import rewrite
 from rys.cli import cli
 from rys.model import load

@@ -11,8 +11,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-import tiny_models
-from conftest import default_sigint
+from support import tiny_models
+from support.processes import default_sigint
 from rys import sweep as sweep_mod
 from rys.cli import cli
 from rys.errors import RysError

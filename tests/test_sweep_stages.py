@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fake_openai import FakeOpenAI, right_text, wrong_text
-from shared_data import DATASETS
+from support.fake_openai import FakeOpenAI, right_text, wrong_text
+from support.shared_data import DATASETS
 
-import tiny_models
+from support import tiny_models
 from rys import server
 from rys.cli import cli
 from rys.errors import RysError

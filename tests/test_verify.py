@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-import tiny_models
+from support import tiny_models
 from rys import rewrite
 from rys.cli import cli
 

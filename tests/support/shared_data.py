@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-DATASETS = Path(os.environ.get("RYS_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+DATASETS = Path(os.environ.get("RYS_DATASETS") or Path(__file__).resolve().parents[3] / "shared" / "datasets")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from tiny_vocab import N_VOCAB, add_byte_vocab
+from support.tiny_vocab import N_VOCAB, add_byte_vocab
 
 NAMES = gguf.TENSOR_NAMES
 MT = gguf.MODEL_TENSOR

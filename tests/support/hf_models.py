@@ -8,7 +8,7 @@ here, so import this module only where those are available):
 - hf_logits(model, token_ids, path=None): logits [n_tokens, n_vocab] with
   the decoder layers run in the order `path` (source layer indices).
 - write_hf_gguf(model, gguf_path, layer_path=None): the model as an f32 GGUF
-  (byte vocabulary from tests/tiny_vocab.py), via rys.hf_gguf.
+  (byte vocabulary from tests/support/tiny_vocab.py), via rys.hf_gguf.
 - llama_cpp_logits(gguf_path, token_ids): llama.cpp's logits for the file.
 """
 
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen3_5TextConfig
 
-from llama_ref import llama_logits
+from support.llama_ref import llama_logits
 from rys.hf_gguf import hf_to_gguf, write_gguf
-from tiny_vocab import N_VOCAB, add_byte_vocab
+from support.tiny_vocab import N_VOCAB, add_byte_vocab
 
 # One thread on each side: the models are tiny, and on a busy 2-core machine
 # llama.cpp's two worker threads spent seconds spinning at barriers for a
