@@ -88,10 +88,6 @@ def resolve(spec: Spec, n_layers: int) -> list[int]:
     return path
 
 
-def identity(n_layers: int) -> list[int]:
-    return list(range(n_layers))
-
-
 def describe(path: list[int]) -> str:
     """Compact text of a path: `0-30,27-30,31`."""
     if not path:

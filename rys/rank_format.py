@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from .rank import BASELINE, N_BOOT, Ranking, plain
 
-FORMATS = ("table", "csv", "json", "md")
 SIG = "*"
 
 
@@ -139,6 +138,7 @@ def as_md(r: Ranking, holdout: bool = True) -> str:
 
 
 def render(r: Ranking, form: str) -> str:
+    """`form` is one of the CLI's --format choices: table, csv, json, md."""
     if form == "json":
         return json.dumps(r.to_records(), indent=2) + "\n"
     if form == "csv":

@@ -122,15 +122,12 @@ def _model_path(r: Ranking) -> str:
 
 
 def sweep_command(config: dict | None, model: str) -> str:
-    """The command line that wrote a result folder, from its meta "config":
-    `argv` verbatim if recorded, else rebuilt from the options."""
+    """The command line that wrote a result folder, rebuilt from the options in its meta "config"."""
     if not config:
         return f"# (no config recorded) rys sweep {shlex.quote(model)} ..."
-    if config.get("argv"):
-        return shlex.join(["rys", "sweep", *map(str, config["argv"])])
     words = ["rys", "sweep", model]
     for key, value in config.items():
-        if key in ("model", "argv") or value is None or value is False:
+        if key == "model" or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:

@@ -25,7 +25,6 @@ from pathlib import Path
 from .errors import RysError
 
 DB_NAME = "results.sqlite"
-STATUSES = ("pending", "ok", "failed", "skipped", "pruned")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

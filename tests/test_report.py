@@ -138,8 +138,6 @@ def test_holdout_section(sweep):
 
 
 def test_sweep_command_from_config():
-    assert sweep_command({"argv": ["m.gguf", "--block", "8", "--shard", "1/2"]}, "x") == \
-        "rys sweep m.gguf --block 8 --shard 1/2"
     assert sweep_command({"blocks": ["27-30", "28-31"], "keep_models": True, "prefilter": None,
                           "halving": False}, "my model.gguf") == \
         "rys sweep 'my model.gguf' --blocks 27-30,28-31 --keep-models"
