@@ -8,7 +8,7 @@ CACHE ?= $(HOME)/.cache/rys
 export RYS_CACHE := $(CACHE)
 # ggml's AMX kernels crash on Intel Xeons with AMX (llama.cpp #20824): rys builds
 # llama.cpp without them. `make install AMX=on` builds them back in (a separate cache entry).
-AMX ?= off
+AMX ?= $(or $(RYS_LLAMA_AMX),off)
 export RYS_LLAMA_AMX := $(AMX)
 BUILD_DIR := $(shell RYS_CACHE='$(CACHE)' RYS_LLAMA_AMX='$(AMX)' $(PY) rys/llama_build.py build-dir)
 export RYS_LLAMA_SERVER ?= $(BUILD_DIR)/bin/llama-server
