@@ -9,6 +9,7 @@ tests pin each crash seen in real sweeps; a chaos stand-in server answers
 
 import json
 import math
+import re
 import sqlite3
 import time
 
@@ -223,7 +224,14 @@ chat_bodies = st.builds(
 @FAST
 @given(st.one_of(json_values, chat_bodies))
 def test_any_json_body_gives_a_reply_or_a_failed_item(body):
-    parse(body)
+    reply = parse(body)  # parse() checks every field of a Reply it gets
+    choices = body.get("choices") if isinstance(body, dict) else None
+    content = choices[0]["message"]["content"] if isinstance(choices, list) and choices else None
+    if isinstance(content, str):  # a chat completion with text: never refused, its text kept
+        assert reply is not None
+        assert reply.text == re.sub("[\ud800-\udfff]", "\ufffd", content)
+    elif not isinstance(body, dict) or not isinstance(choices, list):
+        assert reply is None  # not a chat completion: the item fails, nothing raises
 
 
 # --- properties: every extractor and scorer of every suite ------------------------
