@@ -58,20 +58,30 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-_TELLING = re.compile(r"GGML_ASSERT|GGML_ABORT|error|failed|fatal", re.IGNORECASE)
+_LOG_PREFIX = re.compile(r"^[\d.]+ ([DIWE]) ")  # llama-server's "0.00.014.711 E ": time and level
+_ERROR_WORDS = re.compile(r"error|failed|not found|missing|invalid|unknown|no such", re.IGNORECASE)
 
 
-def last_log_line(path: Path, n_bytes: int = 16 * 1024) -> str:
-    """The line of a log's tail that says most: the last assertion or error line,
-    else the last non-empty line; '' when there is none."""
+def log_tail(path: Path | None, n: int = 30) -> list[str]:
+    """The last N lines of a llama.cpp log ([] when there is none); reads only its end."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - n_bytes))
-            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    telling = [ln for ln in lines if _TELLING.search(ln)]
-    return (telling or lines or [""])[-1]
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))  # a long-running log can be large
+            return f.read().decode("utf-8", "replace").splitlines()[-n:]
+    except (OSError, TypeError):
+        return []
+
+
+def telling_line(tail: list[str]) -> str:
+    """The line of a llama.cpp log's tail that best says why it failed: a failed
+    assertion, else llama.cpp's first error-level line (the cause comes before
+    the consequences), else the first line with an error word, else the last line."""
+    lines = [line.strip() for line in tail if line.strip()]
+    asserts = [line for line in lines if "GGML_ASSERT" in line or "GGML_ABORT" in line]
+    errors = [line for line in lines if (m := _LOG_PREFIX.match(line)) and m[1] == "E"]
+    pick = (asserts or errors or [line for line in lines if _ERROR_WORDS.search(line)] or lines[-1:]
+            or ["no output"])
+    return _LOG_PREFIX.sub("", pick[0])
 
 
 def _install_log() -> None:
@@ -150,9 +160,8 @@ def call(fn, *args, what: str, log: str | Path | None = None, **kwargs):
             crashed = True
             code = proc.returncode
             if code < 0:
-                last = last_log_line(log_path)
-                said = f"; last log line: {last}" if last else ""
-                raise RysError(f"llama.cpp crashed {what} ({signal_name(-code)}){said}; "
+                raise RysError(f"llama.cpp crashed {what} ({signal_name(-code)}): "
+                               f"{telling_line(log_tail(log_path))}; "
                                f"{crash_hint(-code)}; log: {log_path}") from None
             raise RysError(f"llama.cpp's process exited (status {code}) {what} without an answer; "
                            f"log: {log_path}") from None

@@ -46,8 +46,6 @@ PORT_ATTEMPTS = 3  # an automatically chosen port can be taken between our check
 FALLBACK_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 
 _BIND_FAILED = re.compile(r"couldn't bind|address already in use", re.IGNORECASE)
-_LOG_PREFIX = re.compile(r"^[\d.]+ ([DIWE]) ")  # llama.cpp's "0.00.014.711 E ": time and level
-_ERROR_WORDS = re.compile(r"error|failed|not found|missing|invalid|unknown|no such", re.IGNORECASE)
 
 
 # --------------------------------------------------------------- finding a server
@@ -393,12 +391,7 @@ class LlamaServer:
 
     def log_tail(self, n: int = 20) -> list[str]:
         """The last N lines of the server's log ([] when it goes to the terminal)."""
-        if self.log_path is None or not self.log_path.exists():
-            return []
-        with open(self.log_path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))  # a long-running log can be large
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        return lines[-n:]
+        return llama_child.log_tail(self.log_path, n)
 
     # -- internals
 
@@ -488,17 +481,5 @@ class LlamaServer:
         tail = self.log_tail(30)
         where = f"log: {self.log_path}" if self.log_path else "its output is above"
         advice = f"; {hint}" if hint else ""
-        return ServerError(f"{self.launcher.kind} for {self.model.name} {what}: {_reason(tail)} ({where}){advice}",
+        return ServerError(f"{self.launcher.kind} for {self.model.name} {what}: {llama_child.telling_line(tail)} ({where}){advice}",
                            tail)
-
-
-def _reason(tail: list[str]) -> str:
-    """The line of a server log that best says why it failed: a failed assertion,
-    else llama.cpp's first error-level line (the cause comes before the
-    consequences), else the first line with an error word, else the last line."""
-    lines = [line.strip() for line in tail if line.strip()]
-    asserts = [line for line in lines if "GGML_ASSERT" in line or "GGML_ABORT" in line]
-    errors = [line for line in lines if (m := _LOG_PREFIX.match(line)) and m[1] == "E"]
-    pick = (asserts or errors or [line for line in lines if _ERROR_WORDS.search(line)] or lines[-1:]
-            or ["no output"])
-    return _LOG_PREFIX.sub("", pick[0])

@@ -52,7 +52,7 @@ def test_native_crash_is_one_error_with_signal_log_and_advice(tmp_path):
     with pytest.raises(RysError) as exc:
         llama_child.call(_segfault, "warming up the model", what="on m.gguf", log=log)
     msg = str(exc.value)
-    assert msg.startswith("llama.cpp crashed on m.gguf (SIGSEGV); last log line: warming up the model; ")
+    assert msg.startswith("llama.cpp crashed on m.gguf (SIGSEGV): warming up the model; ")
     assert "AMX" in msg and "--no-repack" in msg and msg.endswith(f"log: {log}")
     assert "warming up the model" in log.read_text()
 
@@ -85,7 +85,7 @@ def test_rys_verify_survives_a_llama_cpp_abort(too_deep, tmp_path, monkeypatch):
     assert r.exit_code == 1
     lines = r.output.strip().splitlines()
     assert len(lines) == 1, r.output
-    assert lines[0].startswith("Error: llama.cpp crashed on deep.gguf (SIGABRT); last log line: ")
+    assert lines[0].startswith("Error: llama.cpp crashed on deep.gguf (SIGABRT): ")
     assert "GGML_ASSERT" in lines[0] and "n_layer_all" in lines[0]
     assert os.path.exists(lines[0].rsplit("log: ", 1)[1])
 

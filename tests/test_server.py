@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from support import tiny_models
 from support.processes import default_sigint
-from rys import server
+from rys import llama_child, server
 from rys.cli import cli
 from rys.errors import RysError
 
@@ -188,10 +188,14 @@ def test_reason_picks_the_cause():
             "0.00.014.711 E llama_model_load: error loading model: tensor 'blk.7.x' not found",
             "0.00.014.795 E llama_model_load_from_file_impl: failed to load model",
             "0.00.018.848 E srv  llama_server: exiting due to model loading error"]
-    assert server._reason(tail) == "llama_model_load: error loading model: tensor 'blk.7.x' not found"
-    assert server._reason(["usage: ...", "error: invalid argument: --bogus", ""]) == "error: invalid argument: --bogus"
-    assert server._reason(["a", "last words"]) == "last words"
-    assert server._reason([]) == "no output"
+    assert llama_child.telling_line(tail) == "llama_model_load: error loading model: tensor 'blk.7.x' not found"
+    assert llama_child.telling_line(["usage: ...", "error: invalid argument: --bogus", ""]) == "error: invalid argument: --bogus"
+    assert llama_child.telling_line(["a", "last words"]) == "last words"
+    assert llama_child.telling_line([]) == "no output"
+    # an abort: the assertion, not gdb's or the loader's lines around it
+    abort = ["0.01 E llama_model_load: error loading model", "x.cpp:1328: GGML_ASSERT(n > 0) failed",
+             "No such file or directory."]
+    assert llama_child.telling_line(abort) == "x.cpp:1328: GGML_ASSERT(n > 0) failed"
 
 
 # ------------------------------------------------------------------ the real server
