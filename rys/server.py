@@ -481,5 +481,5 @@ class LlamaServer:
         tail = self.log_tail(30)
         where = f"log: {self.log_path}" if self.log_path else "its output is above"
         advice = f"; {hint}" if hint else ""
-        return ServerError(f"{self.launcher.kind} for {self.model.name} {what}: {llama_child.telling_line(tail)} ({where}){advice}",
-                           tail)
+        cause = llama_child.telling_line(tail)
+        return ServerError(f"{self.launcher.kind} for {self.model.name} {what}: {cause} ({where}){advice}", tail)

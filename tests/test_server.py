@@ -189,7 +189,8 @@ def test_reason_picks_the_cause():
             "0.00.014.795 E llama_model_load_from_file_impl: failed to load model",
             "0.00.018.848 E srv  llama_server: exiting due to model loading error"]
     assert llama_child.telling_line(tail) == "llama_model_load: error loading model: tensor 'blk.7.x' not found"
-    assert llama_child.telling_line(["usage: ...", "error: invalid argument: --bogus", ""]) == "error: invalid argument: --bogus"
+    usage = ["usage: ...", "error: invalid argument: --bogus", ""]
+    assert llama_child.telling_line(usage) == "error: invalid argument: --bogus"
     assert llama_child.telling_line(["a", "last words"]) == "last words"
     assert llama_child.telling_line([]) == "no output"
     # an abort: the assertion, not gdb's or the loader's lines around it
