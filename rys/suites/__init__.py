@@ -25,17 +25,18 @@ def _written_eq(limit: int | None, seed: int, revise: bool = False) -> Suite:
     return replace(suite, items=tuple(subsample(list(suite.items), limit, seed, suite.name)))
 
 
-# name -> build(limit, seed). Generated suites make `limit` items (default 40).
+# name -> build(limit, seed, eq_revise). Generated suites make `limit` items (default 40);
+# eq_revise only changes how EQ items are asked.
 BUILTIN = {
-    "math.arith": lambda limit, seed: arith_suite("math.arith", limit or DEFAULT_N, seed),
-    "math.word": lambda limit, seed: word_suite("math.word", limit or DEFAULT_N, seed, "partial"),
+    "math.arith": lambda limit, seed, _: arith_suite("math.arith", limit or DEFAULT_N, seed),
+    "math.word": lambda limit, seed, _: word_suite("math.word", limit or DEFAULT_N, seed, "partial"),
     "eq": _written_eq,
-    "reasoning.causal": lambda limit, seed: causal_suite("reasoning.causal", limit or DEFAULT_N, seed),
-    "reasoning.date": lambda limit, seed: mc_suite("reasoning.date", make_date, limit or DEFAULT_N, seed),
-    "reasoning.logic": lambda limit, seed: mc_suite("reasoning.logic", make_logic, limit or DEFAULT_N, seed),
-    "reasoning.navigation": lambda limit, seed: mc_suite("reasoning.navigation", make_navigation,
-                                                         limit or DEFAULT_N, seed),
-    "reasoning.gsm8k": lambda limit, seed: word_suite("reasoning.gsm8k", limit or DEFAULT_N, seed, "exact"),
+    "reasoning.causal": lambda limit, seed, _: causal_suite("reasoning.causal", limit or DEFAULT_N, seed),
+    "reasoning.date": lambda limit, seed, _: mc_suite("reasoning.date", make_date, limit or DEFAULT_N, seed),
+    "reasoning.logic": lambda limit, seed, _: mc_suite("reasoning.logic", make_logic, limit or DEFAULT_N, seed),
+    "reasoning.navigation": lambda limit, seed, _: mc_suite("reasoning.navigation", make_navigation,
+                                                            limit or DEFAULT_N, seed),
+    "reasoning.gsm8k": lambda limit, seed, _: word_suite("reasoning.gsm8k", limit or DEFAULT_N, seed, "exact"),
 }
 ALIASES = {
     "math": ["math.arith", "math.word"],
@@ -102,5 +103,5 @@ def resolve(spec: str, limit: int | None = None, seed: int = 0, eq_revise: bool 
             groups[token] = names
         for name in names:
             if name not in suites:
-                suites[name] = _written_eq(limit, seed, eq_revise) if name == "eq" else BUILTIN[name](limit, seed)
+                suites[name] = BUILTIN[name](limit, seed, eq_revise)
     return Selection(list(suites.values()), groups)
