@@ -228,7 +228,7 @@ def build(model, spec, out, layout, force, quiet):
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--tokens", default=8, show_default=True, help="How many tokens to decode.")
+@click.option("--tokens", type=click.IntRange(min=1), default=8, show_default=True, help="How many tokens to decode.")
 @click.option("--prompt", default="The capital of France is", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_user_errors

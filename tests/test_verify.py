@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from support import tiny_models
@@ -36,3 +37,10 @@ def test_verify_explains_a_file_llama_cannot_load(tmp_path):
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: llama.cpp could not load bad.gguf: ")
     assert "not found" in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("tokens", ["0", "-3"])
+def test_verify_needs_at_least_one_token(llama8, tokens):
+    """Zero decoded tokens would check no logits and still say they were finite."""
+    r = CliRunner().invoke(cli, ["verify", str(llama8), "--tokens", tokens])
+    assert r.exit_code == 2 and "--tokens" in r.output and "x>=1" in r.output
