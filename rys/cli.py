@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, plan
+from . import __version__, spec as specs
 from .errors import RysError
 
 
@@ -130,7 +130,7 @@ def _print_inspect(d: dict) -> None:
         echo(f"  bytes per layer   {per}")
     if d["rys"]:
         echo(f"  rys provenance    spec {d['rys'].get('spec')} on {d['rys'].get('source.name')}, "
-             f"path {plan.describe(list(d['rys'].get('layer_path') or []))}")
+             f"path {specs.describe(list(d['rys'].get('layer_path') or []))}")
     echo("  layer map")
     kinds = [x["kind"] + (" (extra)" if x["extra"] else "") for x in d["layers"]]
     _print_layer_map(kinds)
@@ -220,7 +220,7 @@ def build(model, spec, out, layout, force, quiet):
     for note in result.plan.notes:
         click.echo(f"note: {note}", err=True)
     full = result.plan.full_path
-    click.echo(f"{len(full)} layers: {plan.describe(result.plan.trunk_path)}"
+    click.echo(f"{len(full)} layers: {specs.describe(result.plan.trunk_path)}"
                + (f" + {p.model.n_extra} extra" if p.model.n_extra else "")
                + f"; {_human_bytes(result.out.stat().st_size)} in {result.seconds:.1f} s", err=True)
     click.echo(str(result.out))

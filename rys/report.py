@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__, plan
+from . import __version__, spec as specs
 from .evaluate import bootstrap_ci
 from .atomic import write_atomic
 from .rank import BASELINE, HOLDOUT, Ranking, rank, unit_scoring
@@ -159,7 +159,7 @@ def _base_name(r: Ranking) -> str:
 
 def _built_name(r: Ranking, spec: str) -> str:
     src = Path(_base_name(r))
-    return f"{src.stem}-{plan.parse(spec).label}.gguf"
+    return f"{src.stem}-{specs.parse(spec).label}.gguf"
 
 
 def _layer_bytes(r: Ranking, cand: str) -> float | None:
@@ -210,7 +210,7 @@ def model_card(r: Ranking, seed: int = 0) -> list[str]:
         out += ["", f"### Probe scores ({name} items)", ""]
         body = []
         for cand, label in ((BASELINE, f"Base ({_count(base['layers'])} layers)"),
-                            (w["candidate"], f"{plan.parse(w['spec']).label} ({_count(w['layers'])} layers)")):
+                            (w["candidate"], f"{specs.parse(w['spec']).label} ({_count(w['layers'])} layers)")):
             cells = [_score_cell(r, cand, u, rows, prefix, seed) for u in units]
             body.append([label] + cells)
         body.append(["delta (paired)"] + [delta_cell(t.loc[w["candidate"]], u, r.scales[u], prefix) for u in units])

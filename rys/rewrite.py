@@ -18,7 +18,7 @@ from typing import Callable
 import gguf
 
 from . import __version__
-from . import plan
+from . import spec as specs
 from .errors import RysError
 from .gguf_file import Placement, Value, atomic_output, check_output, data_size, write
 from .model import BLOCK_RE, Model, check_known, infer_kinds, load
@@ -64,8 +64,8 @@ def make_plan(model: Model, spec_text: str, layout: str = "auto") -> Plan:
     if layout not in LAYOUTS:
         raise RysError(f"unknown layout '{layout}': choose one of {', '.join(LAYOUTS)}")
     check_known(model)
-    spec = plan.parse(spec_text)
-    trunk_path = plan.resolve(spec, model.n_trunk)
+    spec = specs.parse(spec_text)
+    trunk_path = specs.layer_path(spec, model.n_trunk)
     if not trunk_path:
         raise RysError("the layer path is empty")
     p = Plan(model, spec_text, spec.label, trunk_path, {}, [])
@@ -111,7 +111,7 @@ def _kinds_follow(p: Plan, src_info, out_infos) -> bool:
     return False
 
 
-def _check_kinds(p: Plan, spec: plan.Spec, layout: str) -> None:
+def _check_kinds(p: Plan, spec: specs.Spec, layout: str) -> None:
     m = p.model
     out_infos = infer_kinds(m.arch, p.fields, len(p.full_path), m.n_extra)
     src_kinds, out_kinds = m.kinds(), _joined(out_infos, len(p.full_path))
@@ -143,7 +143,7 @@ def _nearest_blocks(m: Model, block: tuple[int, int], count: int = 3) -> list[tu
     found = []
     for a in range(m.n_trunk):
         for b in range(a, m.n_trunk):
-            path = plan.resolve(plan.Spec("", ((a, b),), ()), m.n_trunk) + list(range(m.n_trunk, m.n_layer_all))
+            path = specs.layer_path(specs.Spec("", ((a, b),), ()), m.n_trunk) + list(range(m.n_trunk, m.n_layer_all))
             fields = dict(m.file.fields)
             fields[m.key(gguf.Keys.LLM.BLOCK_COUNT)] = Value(len(path), T.UINT32)
             kinds = _joined(infer_kinds(m.arch, fields, len(path), m.n_extra), len(path))

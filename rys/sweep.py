@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from . import plan
+from . import spec as specs
 from .errors import RysError
 from .model import Model, load
 from .results import Candidate, Store
@@ -124,7 +124,7 @@ def plan_candidates(m: Model, cfg: SweepConfig) -> list[Planned]:
     specs = shard_of(specs, cfg.shard)
     out = [Planned(BASELINE, "", None, 0, list(range(m.n_trunk)))]
     for spec in specs:
-        parsed = plan.parse(spec)
+        parsed = specs.parse(spec)
         if parsed.is_path or len(parsed.blocks) != 1:
             raise RysError(f"--blocks takes single blocks like 27-30, got {spec!r}")
         a, b = parsed.blocks[0]

@@ -1,6 +1,6 @@
 import pytest
 
-from rys import plan
+from rys import spec as specs
 from rys.errors import RysError
 
 
@@ -22,9 +22,9 @@ from rys.errors import RysError
 def test_resolve(spec, n, expected):
     if expected is None:
         with pytest.raises(RysError):
-            plan.resolve(plan.parse(spec), n)
+            specs.layer_path(specs.parse(spec), n)
         return
-    assert plan.resolve(plan.parse(spec), n) == expected
+    assert specs.layer_path(specs.parse(spec), n) == expected
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -38,14 +38,14 @@ def test_resolve(spec, n, expected):
 ])
 def test_parse_errors(spec, message):
     with pytest.raises(RysError, match=message):
-        plan.parse(spec)
+        specs.parse(spec)
 
 
 def test_out_of_range():
     with pytest.raises(RysError, match="out of range: the model has layers 0-7"):
-        plan.resolve(plan.parse("6-8"), 8)
+        specs.layer_path(specs.parse("6-8"), 8)
     with pytest.raises(RysError, match="out of range"):
-        plan.resolve(plan.parse("path:0-8"), 8)
+        specs.layer_path(specs.parse("path:0-8"), 8)
 
 
 @pytest.mark.parametrize("spec,label", [
@@ -55,10 +55,10 @@ def test_out_of_range():
     ("path:0-30,27-30,31", "rys_path_0-30_27-30_31"),
 ])
 def test_label(spec, label):
-    assert plan.parse(spec).label == label
+    assert specs.parse(spec).label == label
 
 
 def test_describe_round_trip():
-    path = plan.resolve(plan.parse("1-2,5-6"), 8)
-    assert plan.describe(path) == "0-2,1-6,5-7"
-    assert plan.resolve(plan.parse("path:" + plan.describe(path)), 8) == path
+    path = specs.layer_path(specs.parse("1-2,5-6"), 8)
+    assert specs.describe(path) == "0-2,1-6,5-7"
+    assert specs.layer_path(specs.parse("path:" + specs.describe(path)), 8) == path

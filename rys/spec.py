@@ -57,7 +57,7 @@ def _ranges(text: str, what: str) -> list[tuple[int, int]]:
 
 
 def parse(text: str) -> Spec:
-    """Parse a SPEC string (no model needed; see `resolve` for range checks)."""
+    """Parse a SPEC string (no model needed; see `layer_path` for range checks)."""
     text = text.strip()
     if text.startswith("path:"):
         return Spec(text, (), tuple(_ranges(text[5:], "path")))
@@ -68,7 +68,7 @@ def parse(text: str) -> Spec:
     return Spec(text, tuple(blocks), ())
 
 
-def resolve(spec: Spec, n_layers: int) -> list[int]:
+def layer_path(spec: Spec, n_layers: int) -> list[int]:
     """The layer path of `spec` on a model with `n_layers` trunk layers."""
     ranges = spec.explicit or spec.blocks
     for a, b in ranges:
