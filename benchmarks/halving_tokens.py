@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rys.assets import smollm2_path
 from rys.rank import rank
-from rys.results import read_rows
+from rys.results import read
 
 
 def sweep(model: Path, out: Path, args, halving: bool) -> None:
@@ -30,7 +30,7 @@ def sweep(model: Path, out: Path, args, halving: bool) -> None:
 
 
 def tokens(out: Path) -> int:
-    return sum((r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0) for r in read_rows(out))
+    return sum((r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0) for r in read([out]).items["row"])
 
 
 def ranking(out: Path) -> list[str]:

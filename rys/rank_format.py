@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from .rank import BASELINE, N_BOOT, Ranking, plain
+from .bootstrap import N_BOOT
+from .rank import Ranking, plain
+from .results import BASELINE
 
 SIG = "*"
 

@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, spec as specs
-from .evaluate import bootstrap_ci
 from .atomic import write_atomic
-from .rank import BASELINE, HOLDOUT, Ranking, rank, unit_scoring
+from .bootstrap import bootstrap_ci
+from .rank import Ranking, rank
 from .rank_format import as_md, delta_cell, fmt, holdout_rows, md_table, missing, ranking_rows
+from .results import BASELINE, HOLDOUT, SEARCH
 from .scorers import suite_score
+from .stats import unit_scoring
 
 BLOCK = re.compile(r"^(\d+)-(\d+)$")
 
@@ -117,7 +119,7 @@ def plot_pareto(Figure, r: Ranking, path: Path) -> None:
 # -- text sections ---------------------------------------------------------------------------
 
 def _model_path(r: Ranking) -> str:
-    config, model = r.sweep.config or {}, r.sweep.model or {}
+    config, model = r.results.config or {}, r.results.model or {}
     return str(config.get("model") or model.get("path") or model.get("file") or "MODEL.gguf")
 
 
@@ -144,8 +146,8 @@ def winner(r: Ranking) -> dict | None:
 
 def reproduce(r: Ranking) -> list[str]:
     model = _model_path(r)
-    folders = [shlex.quote(str(f)) for f in r.sweep.folders]
-    lines = [sweep_command(c, model) for c in r.sweep.configs]
+    folders = [shlex.quote(str(f)) for f in r.results.folders]
+    lines = [sweep_command(c, model) for c in r.results.configs]
     lines.append(f"rys rank {' '.join(folders)} --by {r.by} --format md")
     w = winner(r)
     if w is not None:
@@ -165,9 +167,9 @@ def _built_name(r: Ranking, spec: str) -> str:
 def _layer_bytes(r: Ranking, cand: str) -> float | None:
     """Estimated file size: the base file plus one copy of every repeated layer
     (needs meta model.layer_bytes, one entry per original layer)."""
-    model = r.sweep.model or {}
+    model = r.results.model or {}
     size, per_layer = model.get("size"), model.get("layer_bytes")
-    c = r.sweep.candidates[cand]
+    c = r.results.candidates[cand]
     if size is None:
         return None
     if cand == BASELINE:
@@ -202,9 +204,9 @@ def model_card(r: Ranking, seed: int = 0) -> list[str]:
         [_base_name(r), _count(base["layers"]), _size(_layer_bytes(r, BASELINE))],
         [_built_name(r, w["spec"]), _count(w["layers"]), "~" + _size(_layer_bytes(r, w["candidate"]))]])
     out += ["", "The second size is estimated: the base file plus one copy of each repeated layer."]
-    stages = [("search", r.sweep.items[r.sweep.items["stage"] != HOLDOUT], "")]
+    stages = [("search", r.results.stage(SEARCH), "")]
     if r.holdout:
-        stages.append(("hold-out", r.sweep.items[r.sweep.items["stage"] == HOLDOUT], "holdout_"))
+        stages.append(("hold-out", r.results.stage(HOLDOUT), "holdout_"))
     for name, rows, prefix in stages:
         units = r.groups if not prefix else [u for u in r.groups if u in r.holdout]
         out += ["", f"### Probe scores ({name} items)", ""]
@@ -267,11 +269,11 @@ def _holdout_section(r: Ranking) -> list[str]:
 def render_report(r: Ranking, out: Path, seed: int = 0) -> str:
     """The report's Markdown; writes the images beside `out`."""
     Figure = _figure_module()
-    model = r.sweep.model or {}
+    model = r.results.model or {}
     counts = r.table["status"].value_counts()
     lines = [f"# rys sweep report: {_base_name(r)}", "",
              f"{len(r.table)} candidates ({', '.join(f'{n} {s}' for s, n in counts.items())}) from "
-             f"{', '.join(str(f) for f in r.sweep.folders)}; model {model.get('file', _base_name(r))}, "
+             f"{', '.join(str(f) for f in r.results.folders)}; model {model.get('file', _base_name(r))}, "
              f"{_size(model.get('size'))}. Written by rys {__version__}.", "",
              "## Reproduce", "", "```sh", *reproduce(r), "```", "", "## Ranking", "", as_md(r, holdout=False).rstrip(), ""]
     lines += _heatmap_section(r, out, Figure) + [""] + _pareto_section(r, out, Figure) + [""]

@@ -2,191 +2,27 @@
 
 A sweep is resumable: every scored item is committed to the folder's store
 (rys/results.py) as soon as it is known, and a re-run with the same options
-skips everything already scored. Candidates are the baseline (the model as
-it is) plus one duplicated block each.
+skips everything already scored. Candidates (rys/candidates.py) are the
+baseline (the model as it is) plus one duplicated block each.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import spec as specs
+from .candidates import Candidate, candidates, model_identity
 from .errors import RysError
-from .model import Model, load
-from .results import Candidate, Store
-from .rewrite import make_plan, write_plan
+from .model import load
+from .results import BASELINE, HOLDOUT, SEARCH, CandidateRecord, Store, read
+from .rewrite import write_plan
+from .scratch import scratch_folder
+from .stats import leaders
+from .sweep_config import SweepConfig, option_name, scoring_differences
 
-BASELINE = "baseline"
 HOLDOUT_FAILED = "hold-out re-measurement failed: "  # the reason of an ok candidate whose hold-out run failed
-
-
-@dataclass
-class SweepConfig:
-    model: str
-    block: int = 8
-    stride: int = 4
-    start: int = 0
-    end: int | None = None
-    blocks: str | None = None  # explicit list "27-30,28-31" instead of block/stride
-    suite: str = "math,eq,reasoning"
-    limit: int = 16
-    holdout: int = 0  # extra items per suite, never used by the search, for the top candidates
-    holdout_top: int = 3
-    seed: int = 0
-    mode: str = "generate"
-    eq_revise: bool = False  # EQ asked with critique and revision (EQ-Bench v2.0) instead of v2.1's ratings alone
-    layout: str = "auto"
-    concurrency: int = 4
-    prefilter: str | None = None  # "kl"
-    kl_threshold: float = 1.0
-    halving: bool = False
-    shard: str | None = None  # "K/N"
-    keep_models: bool = False
-    server_bin: str | None = None
-    threads: int | None = None
-    ctx: int | None = None
-    timeout: float = 300.0
-
-    def scoring_identity(self) -> dict:
-        """Options that change what a score means: a resumed sweep must match them,
-        and `rys rank` merges only folders that agree on all of them."""
-        return {k: getattr(self, k) for k in SCORING_KEYS}
-
-
-# Options that change what a score means. Concurrency is one: greedy outputs
-# differ between one server slot and several (llama.cpp's batched kernels round
-# differently). A folder written before a key existed had its default.
-SCORING_KEYS = ("suite", "limit", "holdout", "seed", "mode", "eq_revise", "layout", "concurrency")
-SCORING_DEFAULTS = {f.name: f.default for f in fields(SweepConfig) if f.name in SCORING_KEYS}
-
-
-@dataclass
-class Planned:
-    """A candidate with its layer path (and the plan to write it, when it can be written)."""
-
-    name: str
-    spec: str
-    rewrite: object | None  # rewrite.Plan; None for the baseline
-    layers_added: int
-    path: list[int]
-    skip_reason: str | None = None
-
-
-def model_identity(m: Model) -> dict:
-    """Name, size and a hash of the header and metadata (cheap on multi-GB files)."""
-    head = m.file.tensors[0].offset if m.file.tensors else m.file.size
-    h = hashlib.sha256()
-    with open(m.path, "rb") as fh:
-        h.update(fh.read(min(head, 64 << 20)))
-    return {"file": m.path.name, "size": m.file.size, "header_sha256": h.hexdigest(), "arch": m.arch,
-            "layers": m.n_trunk, "extra_layers": m.n_extra,
-            "layer_bytes": [m.layer_bytes(i) for i in range(m.n_trunk)]}
-
-
-def block_specs(n_trunk: int, block: int, stride: int, start: int = 0, end: int | None = None) -> list[str]:
-    """Blocks of `block` layers starting at start, start+stride, ... that end before `end` (exclusive)."""
-    end = n_trunk if end is None else end
-    if block < 1 or stride < 1:
-        raise RysError("--block and --stride must be at least 1")
-    if not 0 <= start < end <= n_trunk:
-        raise RysError(f"--start {start} / --end {end} do not fit a model of {n_trunk} layers (0-{n_trunk})")
-    if start + block > end:
-        raise RysError(f"no block of {block} layers fits between layer {start} and {end}")
-    return [f"{i}-{i + block - 1}" for i in range(start, end - block + 1, stride)]
-
-
-def shard_of(names: list[str], shard: str | None) -> list[str]:
-    """Candidates of shard K/N: every N-th candidate from the K-th, in list order."""
-    if not shard:
-        return names
-    try:
-        k, n = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise RysError(f"--shard takes K/N, like 1/3; got {shard!r}") from None
-    if not 1 <= k <= n:
-        raise RysError(f"--shard {shard}: K must be between 1 and N")
-    return [c for i, c in enumerate(names) if i % n == k - 1]
-
-
-def plan_candidates(m: Model, cfg: SweepConfig) -> list[Planned]:
-    if cfg.blocks:
-        specs = [s.strip() for s in cfg.blocks.split(",") if s.strip()]
-        if not specs:
-            raise RysError("--blocks is empty")
-    else:
-        specs = block_specs(m.n_trunk, cfg.block, cfg.stride, cfg.start, cfg.end)
-    specs = shard_of(specs, cfg.shard)
-    out = [Planned(BASELINE, "", None, 0, list(range(m.n_trunk)))]
-    for spec in specs:
-        parsed = specs.parse(spec)
-        if parsed.is_path or len(parsed.blocks) != 1:
-            raise RysError(f"--blocks takes single blocks like 27-30, got {spec!r}")
-        a, b = parsed.blocks[0]
-        name = f"{a}-{b}"
-        try:
-            p = make_plan(m, spec, cfg.layout)
-        except RysError as exc:
-            out.append(Planned(name, spec, None, b - a + 1, [], skip_reason=str(exc)))
-            continue
-        out.append(Planned(name, spec, p, len(p.trunk_path) - m.n_trunk, p.trunk_path))
-    return out
-
-
-def scratch_folder(model_size: int, fallback: Path) -> Path:
-    """RAM-backed /dev/shm when it has room for two candidates and memory to
-    spare, else a folder under `fallback`. Folders left by sweeps that were
-    killed (their pid is gone) are removed first: /dev/shm holds RAM."""
-    shm = Path("/dev/shm")
-    _remove_stale(shm)
-    try:
-        free = shutil.disk_usage(shm).free if shm.is_dir() else 0
-    except OSError:
-        free = 0
-    prefix = f"rys-{os.getpid()}-"
-    if free > 2.5 * model_size and _mem_available() > 3 * model_size:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
-    fallback.mkdir(parents=True, exist_ok=True)
-    _remove_stale(fallback)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=fallback))
-
-
-def _remove_stale(folder: Path) -> None:
-    if not folder.is_dir():
-        return
-    for d in folder.glob("rys-*-*"):
-        try:
-            pid = int(d.name.split("-")[1])
-        except (IndexError, ValueError):
-            continue
-        if d.is_dir() and not _pid_alive(pid):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _mem_available() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 @dataclass
@@ -206,8 +42,6 @@ class SweepResult:
 
 def split_items(selection, limit: int, holdout: int):
     """Search suites (first `limit` items of each) and hold-out suites (the next `holdout`)."""
-    from dataclasses import replace
-
     search = [replace(s, items=s.items[:limit]) for s in selection.suites]
     held = [replace(s, items=s.items[limit:limit + holdout]) for s in selection.suites] if holdout else []
     return search, [s for s in held if s.items]
@@ -221,12 +55,12 @@ def _check_resume(store: Store, cfg: SweepConfig, identity: dict) -> None:
         return
     if old_id != identity:
         raise RysError(f"{store.folder} holds results of another model ({old_id['file']}); choose another --out")
-    old_cfg = old_cfg or {}
-    # A key the folder does not record predates it (an older rys): it is taken as matching and recorded now.
     new_cfg = cfg.scoring_identity()
-    diff = ", ".join(f"{k}: {old_cfg[k]!r} -> {v!r}" for k, v in new_cfg.items() if k in old_cfg and old_cfg[k] != v)
+    # A key the folder does not record predates it (an older rys): it is taken as matching and recorded now.
+    diff = scoring_differences({**new_cfg, **(old_cfg or {})}, new_cfg)
     if diff:
-        raise RysError(f"{store.folder} holds results scored differently ({diff}); choose another --out")
+        said = ", ".join(f"{option_name(k)} {a!r} -> {b!r}" for k, a, b in diff)
+        raise RysError(f"{store.folder} holds results scored differently ({said}); choose another --out")
     if old_cfg != new_cfg:
         store.set_meta("scoring", new_cfg)
 
@@ -256,7 +90,7 @@ class Sweep:
             raise RysError(f"unknown --mode {cfg.mode!r}; choose generate or choice")
         if cfg.concurrency < 1:
             raise RysError("--concurrency must be at least 1")
-        self.planned = plan_candidates(self.model, cfg)
+        self.planned = candidates(self.model, cfg)
         selection = resolve(cfg.suite, cfg.limit + cfg.holdout, cfg.seed, cfg.eq_revise)
         self.search_suites, self.holdout_suites = split_items(selection, cfg.limit, cfg.holdout)
         self.groups = selection.groups
@@ -274,7 +108,7 @@ class Sweep:
             if old and old.status in ("ok", "pruned", "skipped"):
                 continue
             status = "skipped" if p.skip_reason else "pending"
-            self.store.put_candidate(Candidate(p.name, status, p.layers_added, p.spec, p.path, p.skip_reason))
+            self.store.put_candidate(CandidateRecord(p.name, status, p.layers_added, p.spec, p.path, p.skip_reason))
             if p.skip_reason:
                 self.events.finished(p.name, "skipped", p.skip_reason)
 
@@ -282,21 +116,21 @@ class Sweep:
         c = self.store.candidate(name)
         return c.status if c else "pending"
 
-    def _set(self, p: Planned, status: str, reason: str | None = None, server: dict | None = None) -> None:
+    def _set(self, p: Candidate, status: str, reason: str | None = None, server: dict | None = None) -> None:
         old = self.store.candidate(p.name)
         server = server if server is not None else (old.server if old else None)
-        self.store.put_candidate(Candidate(p.name, status, p.layers_added, p.spec, p.path, reason, server))
+        self.store.put_candidate(CandidateRecord(p.name, status, p.layers_added, p.spec, p.path, reason, server))
 
-    def file_for(self, p: Planned, scratch: Path) -> Path:
+    def file_for(self, p: Candidate, scratch: Path) -> Path:
         """The candidate's GGUF, built into the scratch folder on first use."""
         if p.name not in self.files:
             self.events.candidate(p.name, "building")
-            target = scratch / f"{self.model.path.stem}-{p.rewrite.label}.gguf"
-            write_plan(p.rewrite, target, force=True)
+            target = scratch / f"{self.model.path.stem}-{p.plan.label}.gguf"
+            write_plan(p.plan, target, force=True)
             self.files[p.name] = target
         return self.files[p.name]
 
-    def drop_file(self, p: Planned) -> None:
+    def drop_file(self, p: Candidate) -> None:
         """Delete a candidate's built file (never the baseline: that is the user's model)."""
         if p.name == BASELINE:
             return
@@ -305,7 +139,7 @@ class Sweep:
             path.unlink(missing_ok=True)
 
     # --- probing ----------------------------------------------------------
-    def probe(self, p: Planned, scratch: Path, suites, stage: str) -> bool:
+    def probe(self, p: Candidate, scratch: Path, suites, stage: str) -> bool:
         """Score `p` on every item of `suites` not yet in the store. False if the candidate failed."""
         from .server import LlamaServer
 
@@ -330,7 +164,7 @@ class Sweep:
             return False
         return True
 
-    def _ask_all(self, srv, p: Planned, todo: list, stage: str, total: int) -> None:
+    def _ask_all(self, srv, p: Candidate, todo: list, stage: str, total: int) -> None:
         """Ask every (suite, item) of `todo` on `srv`, storing each row as it arrives."""
         from .client import ChatClient
         from .evaluate import FailFast, ask_all
@@ -371,7 +205,7 @@ class Sweep:
                 self._halving(live, scratch)
             else:
                 for p in live:
-                    self._finish(p, self.probe(p, scratch, self.search_suites, "search"))
+                    self._finish(p, self.probe(p, scratch, self.search_suites, SEARCH))
             if self.holdout_suites:
                 self._holdout(live, scratch)
         finally:
@@ -384,13 +218,13 @@ class Sweep:
             counts[c.status] = counts.get(c.status, 0) + 1
         return SweepResult(self.out, counts)
 
-    def _finish(self, p: Planned, ok: bool, reason: str | None = None) -> None:
+    def _finish(self, p: Candidate, ok: bool, reason: str | None = None) -> None:
         if ok:
             self._set(p, "ok", reason)
             self.events.finished(p.name, "ok", reason)
         self.drop_file(p)
 
-    def _prefilter(self, live: list[Planned], scratch: Path) -> set[str]:
+    def _prefilter(self, live: list[Candidate], scratch: Path) -> set[str]:
         """Mark candidates whose distributions drift too far from the baseline as pruned;
         the names of those llama.cpp could not run (marked failed)."""
         from .prefilter import mean_kl, next_token_logprobs
@@ -427,18 +261,12 @@ class Sweep:
         return crashed
 
     def _leaders(self, names: list[str]) -> list[str]:
-        """`names` ordered best first by the combined score of `rys rank` on what is stored now."""
-        from .rank import rank
+        """`names` ordered best first by the combined score on what is stored now (rys.stats.leaders)."""
+        return leaders(read([self.out]), names)
 
-        order = [r["candidate"] for r in rank([self.out], by="combined").to_records()
-                 if r["candidate"] != BASELINE and r.get("status") == "ok"]
-        return [n for n in order if n in names]
-
-    def _halving(self, live: list[Planned], scratch: Path) -> None:
+    def _halving(self, live: list[Candidate], scratch: Path) -> None:
         """Successive halving over items: every candidate gets a first slice of
         items; the better half gets twice as many; and so on up to --limit."""
-        from dataclasses import replace
-
         base = next(p for p in live if p.name == BASELINE)
         alive = [p for p in live if p.name != BASELINE]
         # With k halvings left one candidate remains; start with limit / 2**k items
@@ -448,9 +276,9 @@ class Sweep:
         rung = 0
         while True:
             suites = [replace(s, items=s.items[:n]) for s in self.search_suites]
-            self._finish(base, self.probe(base, scratch, suites, "search"), None)
+            self._finish(base, self.probe(base, scratch, suites, SEARCH), None)
             for p in alive:
-                self._finish(p, self.probe(p, scratch, suites, "search"), f"halving rung {rung}: {n} items per suite")
+                self._finish(p, self.probe(p, scratch, suites, SEARCH), f"halving rung {rung}: {n} items per suite")
             alive = [p for p in alive if self.status(p.name) == "ok"]
             if n >= self.cfg.limit or len(alive) <= 1:
                 break
@@ -458,9 +286,9 @@ class Sweep:
             alive = [p for p in alive if p.name in keep]
             n, rung = min(self.cfg.limit, n * 2), rung + 1
         for p in alive:  # the survivors always end with every search item
-            self._finish(p, self.probe(p, scratch, self.search_suites, "search"), None)
+            self._finish(p, self.probe(p, scratch, self.search_suites, SEARCH), None)
 
-    def _holdout(self, live: list[Planned], scratch: Path) -> None:
+    def _holdout(self, live: list[Candidate], scratch: Path) -> None:
         """Re-measure the top candidates and the baseline on items the search never used.
 
         `probe` marks a candidate `running` while its server is up; its search
@@ -472,7 +300,7 @@ class Sweep:
                 searched = self.store.candidate(p.name).reason
                 if searched and searched.startswith(HOLDOUT_FAILED):  # a previous run's: retried now
                     searched = None
-                if self.probe(p, scratch, self.holdout_suites, "holdout"):
+                if self.probe(p, scratch, self.holdout_suites, HOLDOUT):
                     self._set(p, "ok", searched)
                     self.events.finished(p.name, "re-measured on hold-out items", None)
                 else:

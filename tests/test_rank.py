@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from support import rank_data as rd
 from rys.cli import cli
 from rys.errors import RysError
-from rys.rank import eq_resample_scores, pareto_front, paired_delta, rank
+from rys.bootstrap import paired_delta, resampled_scores
+from rys.rank import rank
+from rys.stats import pareto_front
 from rys.scorers import suite_score
 
 GROUPS = ("math", "eq", "reasoning")
@@ -120,7 +122,7 @@ def test_vectorised_eq_scores_equal_suite_score():
     for rows in cases:
         idx = rng.integers(0, len(rows), (300, len(rows)))
         want = [suite_score("eqbench", [rows[i] for i in ix])[0] for ix in idx]
-        np.testing.assert_allclose(eq_resample_scores(rows, idx), want, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(resampled_scores("eqbench", rows, idx), want, rtol=0, atol=1e-12)
 
 
 def test_results_are_reproducible_and_seeded(sweep, ranking):
@@ -249,7 +251,7 @@ def test_incomparable_folders_are_refused(tmp_path, model, config, message):
 def test_same_candidate_with_different_layer_counts_is_refused(tmp_path):
     a = rd.write_sweep(tmp_path / "a", ["baseline", "0-3"], [])
     with rd.new_store(tmp_path / "b") as s:
-        s.put_candidate(rd.Candidate("0-3", "ok", 3, "0-3", []))
+        s.put_candidate(rd.CandidateRecord("0-3", "ok", 3, "0-3", []))
     with pytest.raises(RysError, match="candidate 0-3 adds 4 layers in one folder and 3 in another"):
         rank([a, tmp_path / "b"])
 

@@ -13,11 +13,13 @@ from click.testing import CliRunner
 
 from support import tiny_models
 from support.processes import default_sigint
-from rys import sweep as sweep_mod
+from rys import scratch
 from rys.cli import cli
 from rys.errors import RysError
 from rys.results import Store
-from rys.sweep import BASELINE, Sweep, SweepConfig, block_specs, shard_of
+from rys.candidates import block_specs, shard_of
+from rys.results import BASELINE
+from rys.sweep import Sweep, SweepConfig
 
 RYS = [sys.executable, "-m", "rys.cli"]
 
@@ -101,8 +103,8 @@ def test_changed_scoring_options_refuse_to_resume(tiny_sweep):
     r = CliRunner().invoke(cli, ["sweep", str(model), "--blocks", "0-3", "--suite", "math.arith", "--limit", "5",
                                  "--out", str(out), "-q"])
     assert r.exit_code == 1
-    assert "scored differently" in r.stderr and "limit: 3 -> 5" in r.stderr
-    assert "concurrency: 2 -> 4" in r.stderr  # the default; slots change greedy outputs
+    assert "scored differently" in r.stderr and "--limit 3 -> 5" in r.stderr
+    assert "--concurrency 2 -> 4" in r.stderr  # the default; slots change greedy outputs
 
 
 @pytest.mark.server
@@ -174,7 +176,7 @@ def test_stale_scratch_folders_of_dead_sweeps_are_removed(tmp_path):
     (stale / "big.gguf").write_bytes(b"x")
     mine = tmp_path / f"rys-{os.getpid()}-def"
     mine.mkdir()
-    sweep_mod._remove_stale(tmp_path)
+    scratch._remove_stale(tmp_path)
     assert not stale.exists() and mine.exists()
 
 

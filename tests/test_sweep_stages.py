@@ -25,7 +25,7 @@ from rys.errors import RysError
 from rys.evaluate import user_message
 from rys.results import Store
 from rys.suites import resolve
-from rys.sweep import BASELINE
+from rys.results import BASELINE
 
 FINAL = {"ok", "failed", "skipped", "pruned"}
 BLOCKS = ["0-1", "2-3", "4-5", "6-7"]

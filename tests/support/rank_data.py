@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rys.results import Candidate, Store
+from rys.results import CandidateRecord, Store
 
 N_LAYERS = 8
 MODEL = {"file": "tiny.gguf", "path": "/models/tiny.gguf", "size": 10_000, "header_sha256": "ab12",
@@ -70,9 +70,9 @@ def block_path(name: str) -> list[int]:
     return list(range(j + 1)) + list(range(i, N_LAYERS))
 
 
-def candidate(name: str, status: str = "ok", reason: str | None = None) -> Candidate:
+def candidate(name: str, status: str = "ok", reason: str | None = None) -> CandidateRecord:
     path = block_path(name)
-    return Candidate(name, status, len(path) - N_LAYERS, "" if name == "baseline" else name,
+    return CandidateRecord(name, status, len(path) - N_LAYERS, "" if name == "baseline" else name,
                      path if status == "ok" else [], reason)
 
 
