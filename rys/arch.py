@@ -15,8 +15,10 @@ from typing import Callable
 
 import gguf
 
-# gguf-py 0.19.0 lacks this key; current llama.cpp reads it before the interval.
-RECURRENT_LAYERS = "{arch}.attention.recurrent_layers"
+# Key templates ("{arch}" stands for the architecture; see key()). Per-layer
+# "is this layer recurrent" flags: current llama.cpp reads this array before
+# the interval; gguf-py 0.19.0's Keys table lacks it, so it is spelled here, once.
+RECURRENT_LAYERS = getattr(gguf.Keys.Attention, "RECURRENT_LAYERS", "{arch}.attention.recurrent_layers")
 FULL_ATTENTION_INTERVAL = gguf.Keys.LLM.FULL_ATTENTION_INTERVAL
 SLIDING_WINDOW = gguf.Keys.Attention.SLIDING_WINDOW
 SLIDING_WINDOW_PATTERN = gguf.Keys.Attention.SLIDING_WINDOW_PATTERN
@@ -27,7 +29,7 @@ NEXTN_PREDICT_LAYERS = gguf.Keys.LLM.NEXTN_PREDICT_LAYERS
 
 # `{arch}.*` arrays that never have one entry per layer, even when their
 # length happens to equal the layer count.
-NOT_PER_LAYER = {"{arch}.rope.dimension_sections", "{arch}.rope.scaling.factors"}
+NOT_PER_LAYER = {gguf.Keys.Rope.DIMENSION_SECTIONS, "{arch}.rope.scaling.factors"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ ARRAY_KINDS = {"jamba", "granitehybrid", "lfm2", "lfm2moe", "plamo2", "nemotron_
 
 # Keys whose presence means "this unknown architecture has scalar-typed layers".
 PERIOD_KEYS = (FULL_ATTENTION_INTERVAL, SLIDING_WINDOW_PATTERN, LEADING_DENSE,
-               "{arch}.interleave_moe_layer_step", "{arch}.no_rope_layer_step",
+               gguf.Keys.LLM.INTERLEAVE_MOE_LAYER_STEP, "{arch}.no_rope_layer_step",
                "{arch}.attention.chunked_window_pattern")
 
 

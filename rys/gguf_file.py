@@ -6,6 +6,8 @@ header, key/values and tensor infos, then tensor bytes are copied from the
 source file with copy_file_range (a reflink or in-kernel copy where the
 filesystem allows) or a bounded pread/pwrite loop. Memory therefore does not
 grow with the size of the model.
+Small F32/F16 files (tiny models, HF conversions) can also be read into
+numpy arrays and written from them (read_arrays, write_arrays).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import gguf
 import numpy as np
 
 from .errors import RysError
+from .keys import PAGE_PAD
 
 COPY_CHUNK = 256 << 20  # bytes per copy_file_range call (keeps progress responsive)
 FALLBACK_BUFFER = 8 << 20  # bounded buffer when the kernel cannot copy for us
@@ -151,34 +154,44 @@ def data_size(placements: list[Placement], alignment: int) -> int:
 
 
 PAGE = 4096  # copies between offsets congruent modulo a page are faster, and can be reflinks
-PAD_KEY = "rys.page_pad"  # spaces that put the output's tensor data page-congruent with the source's
 
 
-def _header(path: Path, fields: dict[str, Value], placements: list[Placement], pad: int) -> gguf.GGUFWriter:
-    """Write header, key/values and tensor infos to `path`; the writer is left open after them."""
+def _writer(path: Path, fields: dict[str, Value]) -> gguf.GGUFWriter:
+    """A writer for `path` holding `fields` (general.alignment sets the data alignment)."""
     arch = str(fields[gguf.Keys.General.ARCHITECTURE].value)
     writer = gguf.GGUFWriter(path, arch)
     for key, val in fields.items():
-        if key == gguf.Keys.General.ARCHITECTURE:
+        if key == gguf.Keys.General.ARCHITECTURE:  # the writer adds it itself
             continue
         if key == gguf.Keys.General.ALIGNMENT:
             writer.add_custom_alignment(int(val.value))
             continue
         writer.add_key_value(key, val.value, val.vtype, val.sub_type)
-    writer.add_key_value(PAD_KEY, " " * pad, gguf.GGUFValueType.STRING)
-    for p in placements:
-        t = p.source
-        # GGUFWriter wants numpy order (reversed ne); a non-uint8 dtype keeps the shape as given.
-        writer.add_tensor_info(p.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.n_bytes, raw_dtype=t.ggml_type)
+    return writer
+
+
+def _write_header(writer: gguf.GGUFWriter, path: Path) -> None:
+    """Header, key/values and tensor infos; the writer is left open after them."""
     writer.write_header_to_file(path)
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     writer.fout[0].flush()
+
+
+def _header(path: Path, fields: dict[str, Value], placements: list[Placement], pad: int) -> gguf.GGUFWriter:
+    """Write header, key/values and tensor infos to `path`; the writer is left open after them."""
+    writer = _writer(path, fields)
+    writer.add_key_value(PAGE_PAD, " " * pad, gguf.GGUFValueType.STRING)
+    for p in placements:
+        t = p.source
+        # GGUFWriter wants numpy order (reversed ne); a non-uint8 dtype keeps the shape as given.
+        writer.add_tensor_info(p.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.n_bytes, raw_dtype=t.ggml_type)
+    _write_header(writer, path)
     return writer
 
 
 def _page_pad(out: Path, src: GGUFFile, fields: dict[str, Value], placements: list[Placement]) -> int:
-    """Length of the PAD_KEY string that makes the output's data section start
+    """Length of the PAGE_PAD string that makes the output's data section start
     at the same offset modulo a page as the source's (measured with a dry run
     of the header: its size depends on every key)."""
     alignment = int(fields[gguf.Keys.General.ALIGNMENT].value) if gguf.Keys.General.ALIGNMENT in fields else 32
@@ -275,6 +288,73 @@ def _copy_buffered(src_fd: int, dst_fd: int, src_off: int, dst_off: int, n: int)
         os.pwrite(dst_fd, chunk, dst_off + done)
         done += len(chunk)
     return done
+
+
+# Small F32/F16 files as numpy arrays (numpy axis order: ggml's ne reversed)
+F32 = np.dtype(np.float32)
+_ARRAY_DTYPES = {gguf.GGMLQuantizationType.F32: F32, gguf.GGMLQuantizationType.F16: np.dtype(np.float16)}
+
+
+def read_arrays(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metadata values and every tensor of an F32/F16 GGUF, loaded into memory."""
+    gf = read(path)
+    with open(gf.path, "rb") as fh:
+        tensors = {t.name: _load_array(fh, t) for t in gf.tensors}
+    return {key: val.value for key, val in gf.fields.items()}, tensors
+
+
+def _load_array(fh, t: Tensor) -> np.ndarray:
+    dtype = _ARRAY_DTYPES.get(t.ggml_type)
+    if dtype is None:
+        raise RysError(f"tensor '{t.name}' is {t.type_name}: only F32/F16 files can be read here")
+    fh.seek(t.offset)
+    return np.fromfile(fh, dtype, count=t.n_bytes // dtype.itemsize).reshape(tuple(reversed(t.shape)))
+
+
+def infer_value(value: Any) -> Value:
+    """A Python value with the GGUF type llama.cpp expects for it: counts and
+    lengths are read as uint32; arrays keep gguf-py's element types (bool,
+    int32 as in rope sections, float32)."""
+    V = gguf.GGUFValueType
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise RysError("cannot write an empty metadata array")
+        return Value(list(value), V.ARRAY, V.get_type(value[0]))
+    if isinstance(value, bool):
+        return Value(value, V.BOOL)
+    if isinstance(value, (int, np.integer)):
+        return Value(value, V.UINT32)
+    if isinstance(value, (float, np.floating)):
+        return Value(value, V.FLOAT32)
+    if isinstance(value, str):
+        return Value(value, V.STRING)
+    raise RysError(f"cannot write a metadata value of type {type(value).__name__}")
+
+
+def write_arrays(
+    path: str | os.PathLike,
+    metadata: Mapping[str, Any],
+    tensors: Iterable[tuple[str, np.ndarray]],
+    add_keys: Callable[[gguf.GGUFWriter], None] | None = None,
+) -> None:
+    """Write an all-F32 GGUF: `metadata` (types from infer_value), then the
+    keys add_keys(writer) adds (a tokenizer, with gguf-py's add_* helpers),
+    then the tensors. Each array is converted and written in turn, so at most
+    one tensor's F32 copy is held at a time."""
+    arch_key = gguf.Keys.General.ARCHITECTURE
+    if arch_key not in metadata:
+        raise RysError(f"metadata has no '{arch_key}'")
+    path = Path(path)
+    tensors = list(tensors)  # two passes: infos, then data (references, not copies)
+    writer = _writer(path, {key: infer_value(value) for key, value in metadata.items()})
+    if add_keys is not None:
+        add_keys(writer)
+    for name, x in tensors:
+        writer.add_tensor_info(name, np.shape(x), F32, int(np.size(x)) * F32.itemsize)
+    _write_header(writer, path)
+    for _, x in tensors:
+        writer.write_tensor_data(np.ascontiguousarray(x, dtype=F32))
+    writer.close()
 
 
 def check_output(out: Path, force: bool, need_bytes: int) -> None:

@@ -70,13 +70,14 @@ def load(path) -> Model:
     """Read a GGUF model and work out its layers. Raises RysError on bad input."""
     gf = read(path)
     arch = gf.arch
-    block_count = gf.get(A.key(gguf.Keys.LLM.BLOCK_COUNT, arch))
+    block_key, nextn_key = A.key(gguf.Keys.LLM.BLOCK_COUNT, arch), A.key(A.NEXTN_PREDICT_LAYERS, arch)
+    block_count = gf.get(block_key)
     if block_count is None:
-        raise RysError(f"{gf.path.name}: no {arch}.block_count key: not a layered language model")
+        raise RysError(f"{gf.path.name}: no {block_key} key: not a layered language model")
     n_layer_all = int(block_count)
-    n_extra = int(gf.get(A.key(A.NEXTN_PREDICT_LAYERS, arch), 0) or 0)
+    n_extra = int(gf.get(nextn_key, 0) or 0)
     if not 0 <= n_extra < n_layer_all:
-        raise RysError(f"{gf.path.name}: {arch}.nextn_predict_layers = {n_extra} does not fit {n_layer_all} layers")
+        raise RysError(f"{gf.path.name}: {nextn_key} = {n_extra} does not fit {n_layer_all} layers")
     layers: list[list[Tensor]] = [[] for _ in range(n_layer_all)]
     globals_: list[Tensor] = []
     for t in gf.tensors:

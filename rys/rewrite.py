@@ -17,7 +17,7 @@ from typing import Callable
 
 import gguf
 
-from . import __version__
+from . import __version__, keys
 from . import spec as specs
 from .errors import RysError
 from .gguf_file import Placement, Value, atomic_output, check_output, data_size, write
@@ -156,16 +156,16 @@ def _provenance(p: Plan, out: dict[str, Value]) -> None:
     m = p.model
     src = m.file
     path = p.full_path
-    name = src.get("rys.source.name", src.path.name)
-    size = src.get("rys.source.size", src.size)
-    earlier = src.get("rys.layer_path")
+    name = src.get(keys.SOURCE_NAME, src.path.name)
+    size = src.get(keys.SOURCE_SIZE, src.size)
+    earlier = src.get(keys.LAYER_PATH)
     if earlier is not None:  # the input was itself rewritten: keep indices of the original model
         path = [earlier[i] for i in path]
-    out["rys.layer_path"] = Value(path, T.ARRAY, T.INT32)
-    out["rys.spec"] = Value(p.spec_text, T.STRING)
-    out["rys.source.name"] = Value(str(name), T.STRING)
-    out["rys.source.size"] = Value(int(size), T.UINT64)
-    out["rys.version"] = Value(__version__, T.STRING)
+    out[keys.LAYER_PATH] = Value(path, T.ARRAY, T.INT32)
+    out[keys.SPEC] = Value(p.spec_text, T.STRING)
+    out[keys.SOURCE_NAME] = Value(str(name), T.STRING)
+    out[keys.SOURCE_SIZE] = Value(int(size), T.UINT64)
+    out[keys.VERSION] = Value(__version__, T.STRING)
     base = src.get(gguf.Keys.General.NAME) or src.path.stem
     out[gguf.Keys.General.NAME] = Value(f"{base}-{p.label}", T.STRING)
 

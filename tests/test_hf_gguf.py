@@ -1,4 +1,4 @@
-"""rys.hf_gguf without torch: name tables, metadata along a path, bad input.
+"""rys.hf_names and rys.hf_convert without torch: name tables, metadata along a path, bad input.
 
 The numerical proof (llama.cpp vs HF transformers) is test_hf_reference.py.
 """
@@ -9,15 +9,10 @@ import gguf
 import numpy as np
 import pytest
 
+from rys.arch import RECURRENT_LAYERS
 from rys.errors import RysError
-from rys.hf_gguf import (
-    RECURRENT_LAYERS_KEY,
-    attention_interval,
-    gguf_to_hf,
-    hf_layer_kinds,
-    hf_to_gguf,
-    tensor_names,
-)
+from rys.hf_convert import gguf_to_hf, hf_to_gguf
+from rys.hf_names import attention_interval, hf_layer_kinds, tensor_names
 
 LLAMA = dict(
     vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=4,
@@ -99,7 +94,7 @@ def test_round_trip_without_torch(arch):
 
 def test_qwen35_metadata_follows_the_path():
     x = _fake_tensors("qwen35", QWEN35)
-    key = RECURRENT_LAYERS_KEY.format(arch="qwen35")
+    key = RECURRENT_LAYERS.format(arch="qwen35")
     # a 4-layer block keeps period 4: both keys, agreeing
     meta, _ = hf_to_gguf("qwen35", QWEN35, x, layer_path=[0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7])
     assert meta["qwen35.block_count"] == 12

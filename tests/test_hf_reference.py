@@ -1,6 +1,6 @@
-"""Independent reference: HF transformers vs llama.cpp on GGUFs from rys.hf_gguf.
+"""Independent reference: HF transformers vs llama.cpp on GGUFs from rys.hf_convert.
 
-Tiny seeded Llama and Qwen3.5 models are converted with rys.hf_gguf (with
+Tiny seeded Llama and Qwen3.5 models are converted with rys.hf_convert (with
 and without a layer path) and run by llama.cpp; HF runs the same weights
 with its decoder-layer list rearranged by the path. Logits must agree.
 
@@ -41,14 +41,10 @@ from support.tiny_vocab import BOS_ID, add_byte_vocab  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen3_5TextConfig  # noqa: E402
 
 from rys import rewrite  # noqa: E402
-from rys.hf_gguf import (  # noqa: E402
-    RECURRENT_LAYERS_KEY,
-    gguf_to_hf,
-    hf_to_gguf,
-    read_gguf,
-    tensor_names,
-    write_gguf,
-)
+from rys.arch import RECURRENT_LAYERS  # noqa: E402
+from rys.gguf_file import read_arrays, write_arrays  # noqa: E402
+from rys.hf_convert import gguf_to_hf, hf_to_gguf  # noqa: E402
+from rys.hf_names import tensor_names  # noqa: E402
 
 TOKENS = [BOS_ID, *b"Hello, worl"]  # 12 ids
 
@@ -87,7 +83,7 @@ def _gguf(tmp_path, model_name, models, layer_path=None, edit=None):
         edit(meta, tensors, hf_tensors(model), tensor_names(arch, hf_config(model), layer_path))
         tensors = list(tensors.items())
     path = tmp_path / f"{model_name}.gguf"
-    write_gguf(path, meta, tensors, add_byte_vocab)
+    write_arrays(path, meta, tensors, add_byte_vocab)
     return path
 
 
@@ -135,7 +131,7 @@ def _no_v_reorder(meta, tensors, hf, names):
 
 def _interval_layers(meta, tensors, hf, names):
     # recurrent_layers from the interval instead of following the path
-    key = RECURRENT_LAYERS_KEY.format(arch="qwen35")
+    key = RECURRENT_LAYERS.format(arch="qwen35")
     meta[key] = [(i + 1) % 4 != 0 for i in range(len(meta[key]))]
 
 
@@ -186,7 +182,7 @@ def test_round_trip_through_a_file(tmp_path, models, model_name):
     arch, model = MODELS[model_name][0], models[model_name]
     original = hf_tensors(model)
     gguf_path = _gguf(tmp_path, model_name, models)
-    meta, tensors = read_gguf(gguf_path)
+    meta, tensors = read_arrays(gguf_path)
     cfg, back = gguf_to_hf(arch, meta, tensors)
 
     tied = model.config.tie_word_embeddings
@@ -208,7 +204,7 @@ def test_round_trip_through_a_file(tmp_path, models, model_name):
 def test_round_trip_along_a_path(tmp_path, models, model_name, path_name):
     """GGUF built along a path, read back as HF: the path built directly."""
     arch, model, path = MODELS[model_name][0], models[model_name], PATHS[path_name]
-    meta, tensors = read_gguf(_gguf(tmp_path, model_name, models, layer_path=path))
+    meta, tensors = read_arrays(_gguf(tmp_path, model_name, models, layer_path=path))
     cfg, back = gguf_to_hf(arch, meta, tensors)
     assert cfg["num_hidden_layers"] == len(path)
     if arch == "qwen35":

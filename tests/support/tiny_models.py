@@ -18,6 +18,7 @@ import gguf
 import numpy as np
 
 from support.tiny_vocab import N_VOCAB, add_byte_vocab
+from rys.arch import RECURRENT_LAYERS
 
 NAMES = gguf.TENSOR_NAMES
 MT = gguf.MODEL_TENSOR
@@ -195,7 +196,7 @@ def write_model(
         if n_extra:
             w.add_uint32(gguf.Keys.LLM.NEXTN_PREDICT_LAYERS.format(arch=arch), n_extra)
         if explicit_kinds:
-            w.add_array(f"{arch}.attention.recurrent_layers", [k == "deltanet" for k in kinds])
+            w.add_array(RECURRENT_LAYERS.format(arch=arch), [k == "deltanet" for k in kinds])
     if arch == "gemma3":
         w.add_sliding_window(d.sliding_window)
         w.add_rope_freq_base_swa(1000.0)
