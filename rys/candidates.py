@@ -65,10 +65,11 @@ def shard_of(names: list[str], shard: str | None) -> list[str]:
 
 
 def _block_of(text: str) -> tuple[int, int]:
-    parsed = specs.parse(text)
-    if parsed.is_path or len(parsed.blocks) != 1:
+    block = specs.single_block(text)
+    if block is None:
+        specs.parse(text)  # a malformed block says what is wrong with it
         raise RysError(f"--blocks takes single blocks like 27-30, got {text!r}")
-    return parsed.blocks[0]
+    return block
 
 
 def candidates(m: Model, cfg: SweepConfig) -> list[Candidate]:

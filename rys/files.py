@@ -1,10 +1,17 @@
-"""Small files written atomically: beside the target, then renamed over it."""
+"""Files rys writes and reads: small files written atomically (beside the
+target, then renamed over it), and TOML data files (probe suites, sweep
+presets) read with a one-line error naming the file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from .errors import RysError
 
@@ -23,3 +30,14 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def read_toml(path) -> dict:
+    """A TOML file's table; RysError naming the file when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as e:
+        raise RysError(f"cannot read {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RysError(f"{path}: not valid TOML ({e})") from None

@@ -4,13 +4,14 @@ per-layer arrays and the tensors that belong to each layer."""
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
 
 from . import arch as A
+from . import keys
 from .errors import RysError
 from .gguf_file import GGUFFile, Tensor, Value, read
 
@@ -64,6 +65,35 @@ class Model:
     def signature(self, i: int) -> tuple:
         """What llama.cpp's loader sees of layer i: tensor suffixes and shapes."""
         return tuple(sorted((BLOCK_RE.match(t.name).group(2), t.shape) for t in self.layers[i]))
+
+    def summary(self) -> dict:
+        """What `rys inspect` shows (and prints as JSON): layers, their kinds and where
+        llama.cpp takes them from, per-layer arrays, tensor types, bytes, rys provenance."""
+        kinds = self.kinds()
+        scalar = next((i for i in self.kind_infos if i.source == "scalar" and i.rule.is_periodic()), None)
+        rys_keys = {k[len(keys.PREFIX):]: v.value for k, v in self.file.fields.items()
+                    if k.startswith(keys.PREFIX) and k != keys.PAGE_PAD}
+        return {
+            "file": self.path.name,
+            "size": self.file.size,
+            "architecture": self.arch,
+            "block_count": self.n_trunk,
+            "extra_layers": self.n_extra,
+            "period": scalar.period if scalar else None,
+            "kind_source": [self._kind_source(info) for info in self.kind_infos],
+            "per_layer_arrays": self.per_layer_arrays,
+            "tensor_types": dict(Counter(t.type_name for t in self.file.tensors).most_common()),
+            "layers": [{"index": i, "kind": kinds[i], "extra": i >= self.n_trunk, "bytes": self.layer_bytes(i),
+                        "tensors": len(self.layers[i])} for i in range(self.n_layer_all)],
+            "rys": rys_keys or None,
+        }
+
+    def _kind_source(self, info: KindInfo) -> dict:
+        rule = info.rule
+        if rule is None:
+            return {"kinds": sorted(set(info.kinds)), "source": info.source, "key": None, "value": info.period}
+        key = self.key(rule.scalar_key if info.source == "scalar" else rule.array_key)
+        return {"kinds": list(rule.kinds), "source": info.source, "key": key, "value": info.period}
 
 
 def load(path) -> Model:

@@ -10,23 +10,26 @@ written to a temporary name and renamed, so an interruption leaves no half file.
 from __future__ import annotations
 
 import io
-import re
 import shlex
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import __version__, spec as specs
-from .atomic import write_atomic
+from . import __version__, presets, spec as specs
+from .errors import RysError
+from .files import write_atomic
 from .bootstrap import bootstrap_ci
 from .rank import Ranking, rank
 from .rank_format import as_md, delta_cell, fmt, holdout_rows, md_table, missing, ranking_rows
 from .results import BASELINE, HOLDOUT, SEARCH
 from .scorers import suite_score
 from .stats import unit_scoring
+from .sweep_config import SweepConfig, option_name
+from .text import human_bytes
 
-BLOCK = re.compile(r"^(\d+)-(\d+)$")
+SWEEP_DEFAULTS = {f.name: f.default for f in fields(SweepConfig)}
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -36,12 +39,7 @@ def _count(n) -> str:
 
 
 def _size(n) -> str:
-    if missing(n):
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+    return "-" if missing(n) else human_bytes(n)
 
 
 # -- heatmaps ------------------------------------------------------------------------------
@@ -51,9 +49,9 @@ def heatmap_grid(r: Ranking, unit: str) -> tuple[list[int], list[int], np.ndarra
     delta[a, b] is the delta of block starts[a]-ends[b] (NaN where not measured)."""
     cells = {}
     for row in r.ranked.to_dict("records"):
-        m = BLOCK.match(row["candidate"])
-        if m and not missing(row.get(f"{unit}_delta")):
-            cells[int(m[1]), int(m[2])] = (row[f"{unit}_delta"], bool(row[f"{unit}_sig"]))
+        block = specs.single_block(row["spec"])
+        if block and not missing(row.get(f"{unit}_delta")):
+            cells[block] = (row[f"{unit}_delta"], bool(row[f"{unit}_sig"]))
     starts = sorted({i for i, _ in cells})
     ends = sorted({j for _, j in cells})
     delta = np.full((len(starts), len(ends)), np.nan)
@@ -124,19 +122,35 @@ def _model_path(r: Ranking) -> str:
 
 
 def sweep_command(config: dict | None, model: str) -> str:
-    """The command line that wrote a result folder, rebuilt from the options in its meta "config"."""
+    """The command line that wrote a result folder, rebuilt from the options in
+    its meta "config": its preset and what differs from it, or every option."""
     if not config:
         return f"# (no config recorded) rys sweep {shlex.quote(model)} ..."
     words = ["rys", "sweep", model]
+    preset = _preset_values(config.get("preset"))
+    if preset is not None:
+        words += ["--preset", config["preset"]]
     for key, value in config.items():
-        if key == "model" or value is None or value is False:
+        if key in ("model", "preset") or value is None or value is False:
             continue
-        flag = "--" + key.replace("_", "-")
+        if preset is not None and preset.get(key, SWEEP_DEFAULTS.get(key)) == value:
+            continue
         if value is True:
-            words.append(flag)
+            words.append(option_name(key))
         else:
-            words += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+            words += [option_name(key), ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
     return shlex.join(words)
+
+
+def _preset_values(name: str | None) -> dict | None:
+    """The options a preset sets, or None when there is none or it cannot be read
+    here (then every option is spelled out instead)."""
+    if not name:
+        return None
+    try:
+        return presets.load(name).options
+    except RysError:
+        return None
 
 
 def winner(r: Ranking) -> dict | None:
@@ -159,9 +173,13 @@ def _base_name(r: Ranking) -> str:
     return Path(_model_path(r)).name
 
 
+def _label(spec: str) -> str:
+    """The name `rys build` gives a candidate: rys_27-30."""
+    return specs.parse(spec).label
+
+
 def _built_name(r: Ranking, spec: str) -> str:
-    src = Path(_base_name(r))
-    return f"{src.stem}-{specs.parse(spec).label}.gguf"
+    return f"{Path(_base_name(r)).stem}-{_label(spec)}.gguf"
 
 
 def _layer_bytes(r: Ranking, cand: str) -> float | None:
@@ -212,7 +230,7 @@ def model_card(r: Ranking, seed: int = 0) -> list[str]:
         out += ["", f"### Probe scores ({name} items)", ""]
         body = []
         for cand, label in ((BASELINE, f"Base ({_count(base['layers'])} layers)"),
-                            (w["candidate"], f"{specs.parse(w['spec']).label} ({_count(w['layers'])} layers)")):
+                            (w["candidate"], f"{_label(w['spec'])} ({_count(w['layers'])} layers)")):
             cells = [_score_cell(r, cand, u, rows, prefix, seed) for u in units]
             body.append([label] + cells)
         body.append(["delta (paired)"] + [delta_cell(t.loc[w["candidate"]], u, r.scales[u], prefix) for u in units])

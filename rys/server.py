@@ -3,173 +3,29 @@
     with LlamaServer(model, log_path=folder / "server.log", slots=4) as srv:
         requests.post(srv.base_url + "/v1/chat/completions", json=...)
 
-The server runs in its own process group (so a Ctrl-C in the terminal
-reaches rys, which then stops it in order) and is stopped on normal exit,
-on any exception, on KeyboardInterrupt, on SIGTERM/SIGHUP and at
-interpreter exit. Because none of those run when rys itself is killed with
-SIGKILL, every server also has a tiny "reaper" process that waits on a pipe
-from rys and kills the server's group when that pipe closes.
-
-When no llama-server binary exists, llama-cpp-python's own OpenAI server
-(`python -m llama_cpp.server`) is the fallback if its extra dependencies are
-installed; it serves one request at a time and has no /props.
+Which binary and which arguments: rys.launcher. Stopping it whatever
+happens (signals, exit, SIGKILL of rys): rys.reaper.
 """
 
 from __future__ import annotations
 
-import atexit
-import importlib.util
-import os
-import platform
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from . import llama_build, llama_child
+from . import llama_child, reaper
 from .errors import RysError
+from .launcher import DEFAULT_CTX, default_args, fallback_args, resolve_launcher, server_env
 
-DEFAULT_CTX = 4096  # tokens per slot: a probe prompt plus its answer, with room to spare
 READY_TIMEOUT = 300.0  # seconds; a multi-GB model read from a slow disk takes minutes
-STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 PORT_ATTEMPTS = 3  # an automatically chosen port can be taken between our check and the server's bind
 
-# Modules llama-cpp-python's server imports beyond llama_cpp itself (its [server] extra).
-FALLBACK_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-
 _BIND_FAILED = re.compile(r"couldn't bind|address already in use", re.IGNORECASE)
-
-
-# --------------------------------------------------------------- finding a server
-
-def project_build() -> Path:
-    """Where `make llama-server` puts the binary built for this machine."""
-    return llama_build.tool_path("llama-server")
-
-
-def _is_exe(p: Path) -> bool:
-    return p.is_file() and os.access(p, os.X_OK)
-
-
-def find_server(explicit: str | None = None) -> Path:
-    """The llama-server binary: --server-bin, $RYS_LLAMA_SERVER, PATH, the project build."""
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not _is_exe(p):
-            raise RysError(f"--server-bin {explicit}: no such executable file")
-        return p
-    env = os.environ.get("RYS_LLAMA_SERVER")
-    on_path = shutil.which("llama-server")  # Homebrew's `brew install llama.cpp` on a Mac
-    # The Makefile sets RYS_LLAMA_SERVER to the project build even before it exists,
-    # so a missing file there is not an error: the later places are still tried.
-    for cand in (env, on_path, project_build()):
-        if cand and _is_exe(Path(cand)):
-            return Path(cand)
-    looked = f"$RYS_LLAMA_SERVER ({env or 'unset'}), PATH, {project_build()}"
-    raise RysError(f"no llama-server found (looked at {looked}); build it with `make llama-server` "
-                   "in the rys checkout, `brew install llama.cpp` on a Mac, or pass --server-bin PATH")
-
-
-def fallback_missing() -> list[str]:
-    """Modules llama-cpp-python's server needs that are not importable here."""
-    return [m for m in FALLBACK_MODULES if importlib.util.find_spec(m) is None]
-
-
-@dataclass(frozen=True)
-class Launcher:
-    """How to start a server: llama-server, or llama-cpp-python's server as the fallback."""
-
-    kind: str  # "llama-server" or "llama-cpp-python"
-    command: tuple[str, ...]
-    note: str | None = None  # a warning the CLI shows
-
-
-def resolve_launcher(explicit: str | None = None) -> Launcher:
-    """llama-server if there is one, else the llama-cpp-python fallback, else RysError."""
-    try:
-        return Launcher("llama-server", (str(find_server(explicit)),))
-    except RysError as exc:
-        if explicit:
-            raise
-        missing = fallback_missing()
-        if missing:
-            raise RysError(f"{exc}; the fallback, llama-cpp-python's own server, needs "
-                           f"{', '.join(missing)} (pip install 'llama-cpp-python[server]')") from None
-        return Launcher("llama-cpp-python", (sys.executable, "-m", "llama_cpp.server"),
-                        note="no llama-server found; using llama-cpp-python's server, which answers one "
-                             "request at a time (run `make llama-server` for the real one)")
-
-
-# --------------------------------------------------------------- default arguments
-
-def physical_cores() -> int:
-    """Physical cores this process may use: token generation is memory-bound, so
-    hyper-threads slow llama.cpp down rather than help."""
-    if sys.platform == "darwin":
-        out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True)
-        return int(out.stdout) if out.returncode == 0 and out.stdout.strip().isdigit() else os.cpu_count() or 1
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return usable
-    # One block per logical CPU; SMT siblings share a (physical id, core id) pair.
-    cores = set()
-    for block in text.split("\n\n"):
-        ids = dict(re.findall(r"^(physical id|core id)\s*:\s*(\d+)", block, re.MULTILINE))
-        if ids:
-            cores.add((ids.get("physical id"), ids.get("core id")))
-    return max(1, min(usable, len(cores) or usable))
-
-
-def metal() -> bool:
-    """Apple silicon: llama.cpp's Metal backend runs every layer on the GPU."""
-    return sys.platform == "darwin" and platform.machine() == "arm64"
-
-
-def default_args(model: str | Path, ctx: int = DEFAULT_CTX, slots: int = 1, threads: int | None = None) -> list[str]:
-    """llama-server's arguments for MODEL, without host and port.
-
-    `ctx` is the context of one slot; llama-server splits -c evenly over its
-    -np slots, so -c is ctx * slots.
-    """
-    return [
-        "-m", str(model),
-        "-c", str(ctx * slots),
-        "-np", str(slots),  # one slot per concurrent probe request
-        "-t", str(threads or physical_cores()),
-        "-ngl", "99" if metal() else "0",  # all layers on Metal; the CPU build has no GPU
-        "--jinja",  # the model's own chat template, so chat_template_kwargs (enable_thinking) work
-        "--no-webui",  # rys only talks JSON
-    ]
-
-
-def _fallback_args(model: Path, ctx: int, threads: int | None, host: str, port: int) -> list[str]:
-    return ["--model", str(model), "--n_ctx", str(ctx), "--n_threads", str(threads or physical_cores()),
-            "--n_gpu_layers", "-1" if metal() else "0", "--host", host, "--port", str(port)]
-
-
-def _server_env(kind: str) -> dict[str, str]:
-    """The server's environment: ours, with ggml's gdb backtrace off (on an
-    assertion ggml attaches gdb: slow, it can hang where ptrace is restricted,
-    and it buries the assertion line), and for llama-cpp-python's server
-    without variables its settings would read (pydantic reads every field, any
-    case, from the environment: CACHE=/some/dir became its `cache` flag)."""
-    env = {**os.environ, "GGML_NO_BACKTRACE": "1"}
-    if kind != "llama-server":
-        from llama_cpp.server.settings import ModelSettings, ServerSettings
-
-        fields = {name.lower() for cls in (ModelSettings, ServerSettings) for name in cls.model_fields}
-        env = {k: v for k, v in env.items() if k.lower() not in fields}
-    return env
 
 
 # --------------------------------------------------------------- ports
@@ -206,80 +62,6 @@ def _client_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
-
-
-# --------------------------------------------------------------- stopping, whatever happens
-
-_live: set["LlamaServer"] = set()  # started by this process and not yet stopped
-
-
-def _stop_all() -> None:
-    for srv in list(_live):
-        srv.stop()
-
-
-atexit.register(_stop_all)
-
-
-def _stop_then_default(signum, frame) -> None:
-    """Stop our servers, then die of the signal as the default action would have."""
-    _stop_all()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _guard_signals() -> None:
-    """Clean up on SIGTERM/SIGHUP when nobody else handles them.
-
-    A handler the program installed itself (rys's CLI turns SIGTERM into
-    KeyboardInterrupt) is left alone: it unwinds through `with LlamaServer`.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is signal.SIG_DFL:
-            signal.signal(sig, _stop_then_default)
-
-
-# Reads the server's process-group id, then blocks until the pipe from rys
-# closes. "done" first means rys stopped the server itself; a bare end of file
-# means rys died (the kernel closes the pipe even after SIGKILL): kill the group.
-_REAPER = """
-import os, signal, sys, time
-line = sys.stdin.readline()
-if line.strip() and sys.stdin.read() != "done":
-    pgid = int(line)
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-        for _ in range(%d):
-            time.sleep(0.1)
-            os.killpg(pgid, 0)
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-""" % int(STOP_GRACE * 10)
-
-
-def _kill_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the process group led by PROC, SIGKILL it after GRACE seconds, reap PROC."""
-    pgid = proc.pid  # start_new_session made the server its group's leader
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    try:  # anything the server forked (the Python fallback may) dies with it
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
 
 # --------------------------------------------------------------- the server
 
@@ -344,7 +126,7 @@ class LlamaServer:
             return
         if self._explicit_port:
             check_port(self.host, self.port)
-        _guard_signals()
+        reaper.guard_signals()
         try:
             for _ in range(1 if self._explicit_port else PORT_ATTEMPTS):
                 if not self._explicit_port:
@@ -362,22 +144,22 @@ class LlamaServer:
 
     def stop(self) -> None:
         """Stop the server's whole process group; safe to call twice."""
-        proc, reaper = self._proc, self._reaper
+        proc, guard = self._proc, self._reaper
         self._proc = self._reaper = None
-        _live.discard(self)
+        reaper.untrack(self)
         if proc is not None:
-            _kill_group(proc, STOP_GRACE)
-        if reaper is not None:
+            reaper.kill_group(proc, reaper.STOP_GRACE)
+        if guard is not None:
             try:  # "done": the group is gone, nothing for the reaper to kill
-                reaper.stdin.write("done")
-                reaper.stdin.close()
+                guard.stdin.write("done")
+                guard.stdin.close()
             except BrokenPipeError:  # the reaper is gone already
                 pass
             try:
-                reaper.wait(timeout=STOP_GRACE + 2)
+                guard.wait(timeout=reaper.STOP_GRACE + 2)
             except subprocess.TimeoutExpired:
-                reaper.kill()
-                reaper.wait()
+                guard.kill()
+                guard.wait()
 
     def alive(self) -> bool:
         """True while the server process runs (a sweep checks this when requests fail)."""
@@ -400,17 +182,17 @@ class LlamaServer:
             args = default_args(self.model, self.ctx, self.slots, self.threads)
             args += ["--host", self.host, "--port", str(self.port)]
         else:
-            args = _fallback_args(self.model, self.ctx, self.threads, self.host, self.port)
+            args = fallback_args(self.model, self.ctx, self.threads, self.host, self.port)
         return [*self.launcher.command, *args, *self.extra_args]
 
     def _spawn(self) -> None:
         # The reaper starts first and learns the group id afterwards, so there is
         # no moment in which a server runs without one.
-        self._reaper = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER], stdin=subprocess.PIPE,
+        self._reaper = subprocess.Popen([sys.executable, "-I", "-S", "-c", reaper.REAPER], stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True, text=True)
         cmd = self._command()
-        env = _server_env(self.launcher.kind)
+        env = server_env(self.launcher.kind)
         try:
             if self.log_path is not None:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,7 +204,7 @@ class LlamaServer:
                                               stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise RysError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
-        _live.add(self)
+        reaper.track(self)
         self._reaper.stdin.write(f"{self._proc.pid}\n")
         self._reaper.stdin.flush()
 

@@ -68,6 +68,15 @@ def parse(text: str) -> Spec:
     return Spec(text, tuple(blocks), ())
 
 
+def single_block(text: str) -> tuple[int, int] | None:
+    """(I, J) when TEXT is one block I-J (a sweep candidate), else None."""
+    try:
+        spec = parse(text)
+    except RysError:
+        return None
+    return spec.blocks[0] if len(spec.blocks) == 1 else None
+
+
 def layer_path(spec: Spec, n_layers: int) -> list[int]:
     """The layer path of `spec` on a model with `n_layers` trunk layers."""
     ranges = spec.explicit or spec.blocks

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from support import tiny_models
 from support.processes import default_sigint
-from rys import llama_child, server
+from rys import launcher, llama_child, reaper, server
 from rys.cli import cli
 from rys.errors import RysError
 
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}  # children import this checkout's rys
 
 try:
-    SERVER_BIN = server.find_server(None)
+    SERVER_BIN = launcher.find_server(None)
 except RysError:
     SERVER_BIN = None
 
@@ -121,7 +121,7 @@ def _exe(path: Path) -> Path:
 def test_find_server_order(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("RYS_CACHE", str(cache))
-    built = server.project_build()
+    built = launcher.project_build()
     assert built.is_relative_to(cache)
     built.parent.mkdir(parents=True)
     _exe(built)
@@ -134,14 +134,14 @@ def test_find_server_order(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(on_path))
     monkeypatch.setenv("RYS_LLAMA_SERVER", str(env_bin))
 
-    assert server.find_server(str(explicit)) == explicit
-    assert server.find_server(None) == env_bin
+    assert launcher.find_server(str(explicit)) == explicit
+    assert launcher.find_server(None) == env_bin
     monkeypatch.setenv("RYS_LLAMA_SERVER", str(tmp_path / "not-built-yet"))  # as the Makefile sets it
-    assert server.find_server(None) == on_path / "llama-server"
+    assert launcher.find_server(None) == on_path / "llama-server"
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert server.find_server(None) == built
+    assert launcher.find_server(None) == built
     with pytest.raises(RysError, match="--server-bin .*nope: no such executable file"):
-        server.find_server(str(tmp_path / "nope"))
+        launcher.find_server(str(tmp_path / "nope"))
 
 
 def test_no_server_anywhere(tmp_path, monkeypatch):
@@ -149,31 +149,31 @@ def test_no_server_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("RYS_LLAMA_SERVER", raising=False)
     with pytest.raises(RysError, match=r"no llama-server found .*`make llama-server`"):
-        server.find_server(None)
+        launcher.find_server(None)
 
-    monkeypatch.setattr(server, "fallback_missing", lambda: ["uvicorn", "fastapi"])
+    monkeypatch.setattr(launcher, "fallback_missing", lambda: ["uvicorn", "fastapi"])
     with pytest.raises(RysError) as err:
-        server.resolve_launcher(None)
+        launcher.resolve_launcher(None)
     assert "`make llama-server`" in str(err.value)
     assert "needs uvicorn, fastapi (pip install 'llama-cpp-python[server]')" in str(err.value)
 
-    monkeypatch.setattr(server, "fallback_missing", lambda: [])
-    launcher = server.resolve_launcher(None)
-    assert launcher.kind == "llama-cpp-python"
-    assert launcher.command == (sys.executable, "-m", "llama_cpp.server")
-    assert "one request at a time" in launcher.note
+    monkeypatch.setattr(launcher, "fallback_missing", lambda: [])
+    chosen = launcher.resolve_launcher(None)
+    assert chosen.kind == "llama-cpp-python"
+    assert chosen.command == (sys.executable, "-m", "llama_cpp.server")
+    assert "one request at a time" in chosen.note
     with pytest.raises(RysError, match="no such executable"):  # an explicit binary never falls back
-        server.resolve_launcher(str(tmp_path / "nope"))
+        launcher.resolve_launcher(str(tmp_path / "nope"))
 
 
 def test_default_args(monkeypatch):
-    monkeypatch.setattr(server, "metal", lambda: False)
-    assert server.default_args("m.gguf", ctx=1024, slots=4, threads=3) == [
+    monkeypatch.setattr(launcher, "metal", lambda: False)
+    assert launcher.default_args("m.gguf", ctx=1024, slots=4, threads=3) == [
         "-m", "m.gguf", "-c", "4096", "-np", "4", "-t", "3", "-ngl", "0", "--jinja", "--no-webui"]
-    monkeypatch.setattr(server, "metal", lambda: True)
-    args = server.default_args("m.gguf", ctx=512, slots=1)
+    monkeypatch.setattr(launcher, "metal", lambda: True)
+    args = launcher.default_args("m.gguf", ctx=512, slots=1)
     assert args[args.index("-ngl") + 1] == "99"
-    assert int(args[args.index("-t") + 1]) == server.physical_cores() >= 1
+    assert int(args[args.index("-t") + 1]) == launcher.physical_cores() >= 1
 
 
 def test_bad_arguments_are_refused_before_starting(tmp_path, llama8):
@@ -318,7 +318,7 @@ def test_stubborn_server_is_killed_with_its_children(llama8, tmp_path, spawned, 
     fake = tmp_path / "fake-server"
     fake.write_text("#!/bin/sh\ntrap '' TERM\nsleep 60 &\nsleep 60\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(server, "STOP_GRACE", 0.3)
+    monkeypatch.setattr(reaper, "STOP_GRACE", 0.3)
     t0 = time.monotonic()
     with pytest.raises(server.ServerError, match=r"for llama8.gguf was not ready after 1 s"):
         small(llama8, tmp_path, server_bin=str(fake), ready_timeout=1).start()
@@ -429,7 +429,7 @@ def test_fallback_server_answers_the_probes(smollm2, tmp_path, spawned, monkeypa
     def no_binary(explicit=None):
         raise RysError("no llama-server found")
 
-    monkeypatch.setattr(server, "find_server", no_binary)
+    monkeypatch.setattr(launcher, "find_server", no_binary)
     # Names its settings would read from the environment (`make test CACHE=...` exports CACHE).
     monkeypatch.setenv("CACHE", str(tmp_path))
     monkeypatch.setenv("N_CTX", "not a number")

@@ -1,6 +1,5 @@
-"""`rys probe`: score a running OpenAI-compatible server on probe suites.
-
-Registered in the main group by cli.py (`cli.add_command(probe_command)`)."""
+"""`rys serve` (a model behind llama-server until Ctrl-C) and `rys probe`
+(score a running OpenAI-compatible server, or a GGUF served for the run)."""
 
 from __future__ import annotations
 
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from .atomic import write_atomic
-from .errors import RysError
+from ..errors import RysError
+from ..files import write_atomic
+from .common import sigterm_as_interrupt
 
 
 def format_line(s: dict) -> str:
@@ -54,6 +54,50 @@ def check_writable(path: Path) -> None:
         raise RysError(f"cannot write {path}: {e.strerror}") from None
 
 
+@click.command("serve")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--ctx", type=click.IntRange(min=1), default=4096, show_default=True, help="Context size of each slot, in tokens.")
+@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True, help="Requests served at once (llama-server's -np).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: physical cores].")
+@click.option("--server-bin", type=click.Path(dir_okay=False, path_type=str),
+              help="llama-server binary [default: $RYS_LLAMA_SERVER, PATH, then `make llama-server`'s build].")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Write llama-server's log to this file instead of the terminal.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def serve_command(model, port, host, ctx, slots, threads, server_bin, log_path, extra):
+    """Serve MODEL with llama-server in the foreground until Ctrl-C.
+
+    \b
+    Uses the same defaults as the sweep: the model's chat template (--jinja),
+    -c CTX*SLOTS, -np SLOTS, -t physical cores, -ngl 99 on Apple silicon and
+    0 elsewhere, no web UI. Arguments after `--` go to llama-server as they
+    are and override these defaults.
+
+    \b
+    Examples:
+      rys serve Qwen3.5-4B-Q4_K_M-rys_27-30.gguf
+      rys serve model.gguf --port 9000 --slots 4 -- --reasoning off
+    """
+    from ..server import LlamaServer
+
+    sigterm_as_interrupt()
+    srv = LlamaServer(model, log_path=log_path, port=port, host=host, slots=slots, ctx=ctx,
+                      threads=threads, server_bin=server_bin, extra_args=extra)
+    if srv.launcher.note:
+        click.echo(f"warning: {srv.launcher.note}", err=True)
+    try:
+        with srv:
+            click.echo(f"serving {srv.model.name} at {srv.base_url}  (OpenAI API: {srv.base_url}/v1; Ctrl-C stops)")
+            click.echo('Qwen3.5 thinks by default: send "chat_template_kwargs": {"enable_thinking": false} '
+                       "with a request, or start with `-- --reasoning off`")
+            status = srv.wait()
+        raise RysError(f"llama-server exited by itself (status {status})")
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
 @click.command("probe")
 @click.argument("model_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--url", default=None, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080 "
@@ -91,7 +135,7 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, eq_revi
     """
     from tqdm import tqdm
 
-    from .evaluate import run_suites
+    from ..evaluate import run_suites
 
     bar = tqdm(total=0, unit="item", disable=None, leave=False)
 
@@ -108,7 +152,7 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, eq_revi
             check_writable(out)
         with contextlib.ExitStack() as stack:
             if model_file is not None:
-                from .server import LlamaServer
+                from ..server import LlamaServer
 
                 log = Path(tempfile.gettempdir()) / f"rys-probe-{os.getpid()}.log"
                 srv = stack.enter_context(LlamaServer(model_file, log_path=log, slots=concurrency,
@@ -118,8 +162,6 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, eq_revi
                                  timeout=timeout, model=model, progress=progress, eq_revise=eq_revise)
         if out is not None:
             write_jsonl_atomic(out, results.rows)
-    except RysError as e:
-        raise click.ClickException(str(e))
     finally:
         bar.close()
     if as_json:
