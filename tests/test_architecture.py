@@ -4,7 +4,6 @@ package is installed."""
 
 import ast
 import re
-
 from pathlib import Path
 
 import pytest
