@@ -38,6 +38,22 @@ def log_lines() -> list[str]:
     return _lines
 
 
+def load_model(path: str, **kwargs):
+    """In the child: llama_cpp.Llama for `path`, logging into the child's log;
+    RysError with the error lines of that log when llama.cpp refuses the file."""
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(model_path=path, verbose=True, **kwargs)
+    except (ValueError, RuntimeError):
+        raise RysError(f"llama.cpp could not load {Path(path).name}: {_error_lines(_lines)}") from None
+
+
+def _error_lines(lines: list[str]) -> str:
+    bad = [ln.strip() for ln in lines if any(w in ln.lower() for w in ("error", "failed", "missing", "wrong"))]
+    return "; ".join(bad[-2:]) if bad else "no reason given in llama.cpp's log"
+
+
 def crash_hint(signum: int) -> str:
     """What to try after llama.cpp died of `signum`."""
     if signum == signal.SIGILL:

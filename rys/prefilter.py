@@ -29,13 +29,8 @@ PASSAGE = (
 
 def _logits_here(model_path: str, text: str, n_threads: int, max_tokens: int) -> np.ndarray:
     """In a child process: (positions, vocab) logits of every position of `text`."""
-    from llama_cpp import Llama
-
-    try:
-        llm = Llama(model_path=model_path, n_ctx=max_tokens + 8, n_batch=max_tokens + 8,
-                    n_threads=n_threads, logits_all=True, verbose=True)
-    except (ValueError, RuntimeError):
-        raise RysError(f"llama.cpp could not load {Path(model_path).name} for the KL prefilter") from None
+    llm = llama_child.load_model(model_path, n_ctx=max_tokens + 8, n_batch=max_tokens + 8, n_threads=n_threads,
+                                 logits_all=True)
     try:
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
         llm.eval(tokens)

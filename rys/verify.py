@@ -17,11 +17,6 @@ _SWA_LINE = re.compile(r"load_tensors: layer\s+(\d+) assigned to device \S+, is_
 _KV_LINE = re.compile(r"llama_kv_cache: layer\s+(\d+): (dev = |filtered)")
 
 
-def _error_lines(lines: list[str]) -> str:
-    bad = [ln.strip() for ln in lines if any(w in ln.lower() for w in ("error", "failed", "missing", "wrong"))]
-    return "; ".join(bad[-2:]) if bad else "no reason given in llama.cpp's log"
-
-
 def llama_layer_map(lines: list[str], n_layer_all: int) -> dict[str, list[bool | None]]:
     """Per-layer flags read off llama.cpp's load log: `swa` and `has_kv`."""
     swa: list[bool | None] = [None] * n_layer_all
@@ -57,11 +52,7 @@ def _decode(path: str, prompt: str, n_tokens: int, n_threads: int) -> dict:
     import llama_cpp
 
     name = Path(path).name
-    try:
-        llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=n_threads, n_batch=64,
-                              verbose=True, logits_all=False)  # verbose: into the child's log
-    except (ValueError, RuntimeError):
-        raise RysError(f"llama.cpp could not load {name}: {_error_lines(llama_child.log_lines())}") from None
+    llm = llama_child.load_model(path, n_ctx=256, n_threads=n_threads, n_batch=64, logits_all=False)
     try:
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True)
         decoded: list[int] = []

@@ -19,8 +19,8 @@ def _logits_here(path: str, tokens: list[int], n_threads: int, kv_f32: bool) -> 
 
     # An f32 KV cache keeps llama.cpp's rounding out of comparisons with float64 references.
     kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if kv_f32 else {}
-    llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_batch=64, n_threads=n_threads,
-                          n_threads_batch=n_threads, logits_all=True, verbose=True, **kv)
+    llm = llama_child.load_model(path, n_ctx=64, n_batch=64, n_threads=n_threads, n_threads_batch=n_threads,
+                                 logits_all=True, **kv)
     try:
         llm.eval(tokens)
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)
