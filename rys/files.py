@@ -4,9 +4,11 @@ presets) read with a one-line error naming the file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
+from typing import Iterator
 
 try:
     import tomllib
@@ -16,20 +18,35 @@ except ModuleNotFoundError:  # Python 3.10
 from .errors import RysError
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that an interruption never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it becomes `path` only when the
+    block ends without an exception (Ctrl-C included), else it is removed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise RysError(f"cannot write {path}: {e.strerror}") from None
+    # not created here: the writer creates it, with the permissions any new file gets
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.rys-tmp"
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
         raise
+    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that an interruption never leaves half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def read_toml(path) -> dict:

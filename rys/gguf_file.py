@@ -24,6 +24,7 @@ import gguf
 import numpy as np
 
 from .errors import RysError
+from .files import atomic_path
 from .keys import PAGE_PAD
 
 COPY_CHUNK = 256 << 20  # bytes per copy_file_range call (keeps progress responsive)
@@ -380,18 +381,5 @@ def atomic_output(out: Path, force: bool, need_bytes: int) -> Iterator[Path]:
     temporary file is removed, so no partial output is ever left behind.
     """
     check_output(out, force, need_bytes)
-    folder = out.parent
-    tmp = folder / f".{out.name}.rys-tmp-{os.getpid()}"
-    try:
+    with atomic_path(out) as tmp:
         yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

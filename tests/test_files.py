@@ -1,0 +1,36 @@
+"""rys.files: atomic writes leave the whole file or nothing, with normal permissions."""
+
+import os
+
+import pytest
+
+from rys.errors import RysError
+from rys.files import atomic_path, read_toml, write_atomic
+
+
+def test_an_atomic_write_has_the_permissions_of_any_new_file(tmp_path):
+    (tmp_path / "plain").write_bytes(b"x")
+    write_atomic(tmp_path / "atomic", b"data")
+    assert (tmp_path / "atomic").read_bytes() == b"data"
+    assert os.stat(tmp_path / "atomic").st_mode == os.stat(tmp_path / "plain").st_mode
+
+
+def test_an_interrupted_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_a_bad_toml_file_is_one_line_naming_it(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("a = [1\n")
+    with pytest.raises(RysError, match=r"bad.toml: not valid TOML") as err:
+        read_toml(bad)
+    assert "\n" not in str(err.value)
+    with pytest.raises(RysError, match="cannot read .*missing.toml"):
+        read_toml(tmp_path / "missing.toml")
