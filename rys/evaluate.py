@@ -18,7 +18,7 @@ from . import __version__
 from .client import TOP_LOGPROBS, ChatClient, ItemFailed
 from .errors import RysError
 from .extract import label_probs
-from .scorers import score_text, score_value, suite_score
+from .scorers import scale, score_text, score_value, suite_score
 from .suites import Selection, Suite, resolve
 
 MODES = ("generate", "choice")
@@ -148,7 +148,7 @@ def summarise(name: str, scoring: str, rows: list[dict], seconds: float, seed: i
     summary = {"suite": name, "score": score, "ci_low": lo, "ci_high": hi, "n": len(rows),
                "parse_rate": parse_rate, "tokens": sum(r["completion_tokens"] for r in rows),
                "seconds": seconds, "failed": sum(r["error"] is not None for r in rows),
-               "scale": 100 if scoring == "eqbench" else 1, "version": version}
+               "scale": scale(scoring), "version": version}
     chosen = [r["p_correct"] for r in rows if "p_correct" in r]
     if chosen:
         summary["p_correct"] = float(np.mean(chosen))

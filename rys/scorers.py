@@ -18,6 +18,11 @@ from .extract import extract_label, extract_text, final_number, parse_emotions, 
 EQ_FLOOR = 10 - 0.7477 * 40
 
 
+def scale(scoring: str) -> int:
+    """What a suite score is out of: 100 for EQ-Bench, 1 for the others."""
+    return 100 if scoring == "eqbench" else 1
+
+
 def score_range(scoring: str) -> tuple[float, float]:
     """(lowest, highest) score of an item row, and of a suite, on the suite's own scale."""
     return (10 * EQ_FLOOR, 100.0) if scoring == "eqbench" else (0.0, 1.0)

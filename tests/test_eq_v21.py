@@ -11,14 +11,15 @@ from support.fake_openai import responder_for
 
 from support import tiny_models
 from rys import evaluate
-from rys.cli_probe import probe_command
+from rys.cli import cli
 from rys.errors import RysError
 from rys.extract import parse_ratings
 from rys.results import Store
 from rys.scorers import score_text
 from rys.suites import resolve
 from rys.suites.core import Item
-from rys.suites.loaders import load_eqbench, without_revision
+from rys.suites.eq import without_revision
+from rys.suites.loaders import load_eqbench
 from rys.sweep import Sweep, SweepConfig
 
 EMOTIONS = ["Remorseful", "Indifferent", "Affectionate", "Annoyed"]
@@ -122,7 +123,7 @@ def test_eqbench_file_every_prompt_is_edited(datasets):
 def test_probe_asks_eq_as_told(fake_openai, monkeypatch, flag, tokens, revised):
     monkeypatch.setattr(evaluate, "clock", lambda: 0.0)
     fake_openai.responder = responder_for(resolve("eq", limit=3, eq_revise=revised), "generate", "right")
-    r = CliRunner().invoke(probe_command, ["--url", fake_openai.url, "--suite", "eq", "--limit", "3", *flag])
+    r = CliRunner().invoke(cli, ["probe", "--url", fake_openai.url, "--suite", "eq", "--limit", "3", *flag])
     assert r.exit_code == 0, r.output
     assert r.stdout == "eq                     100.0 [100.0, 100.0]  n=3  parsed 100%  tokens 15  0.0s\n"
     assert {b["max_tokens"] for b in fake_openai.requests} == {tokens}
@@ -137,7 +138,7 @@ def test_sweep_eq_revise_is_a_scoring_key(tmp_path):
     out = tmp_path / "out"
     Sweep(SweepConfig(model=str(model), blocks="0-1", suite="eq", limit=2), out)
     assert SweepConfig(model="m", eq_revise=True).scoring_identity()["eq_revise"] is True
-    with pytest.raises(RysError, match=re.escape("scored differently (eq_revise: False -> True)")):
+    with pytest.raises(RysError, match=re.escape("scored differently (--eq-revise False -> True)")):
         Sweep(SweepConfig(model=str(model), blocks="0-1", suite="eq", limit=2, eq_revise=True), out)
 
 

@@ -42,6 +42,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen
 
 from rys import rewrite  # noqa: E402
 from rys.arch import RECURRENT_LAYERS  # noqa: E402
+from rys.errors import RysError  # noqa: E402
 from rys.gguf_file import read_arrays, write_arrays  # noqa: E402
 from rys.hf_convert import gguf_to_hf, hf_to_gguf  # noqa: E402
 from rys.hf_names import tensor_names  # noqa: E402
@@ -157,7 +158,7 @@ def test_broken_mapping_is_caught(tmp_path, models, mistake):
     path = PATHS[path_name]
     gguf_path = _gguf(tmp_path, model_name, models, layer_path=path, edit=edit)
     if refused:
-        with pytest.raises(Exception, match="Failed to load model from file"):
+        with pytest.raises(RysError, match="llama.cpp could not load .*failed to load model"):
             llama_cpp_logits(gguf_path, TOKENS)
         return
     ours = llama_cpp_logits(gguf_path, TOKENS)

@@ -24,7 +24,7 @@ from support.shared_data import DATASETS
 from support import tiny_models
 from rys import evaluate
 from rys.cli import cli
-from rys.cli_probe import probe_command, write_jsonl_atomic
+from rys.cli.serving import write_jsonl_atomic
 from rys.client import ChatClient, ItemFailed, Reply
 from rys.errors import RysError
 from rys.evaluate import run_suites
@@ -396,8 +396,8 @@ def test_chaos_through_rys_probe(fake_openai, tmp_path, args):
     assert "" in HOSTILE and max(map(len, HOSTILE)) >= 200_000
     fake_openai.responder = chaos_responder()
     out = tmp_path / "rows.jsonl"
-    r = CliRunner().invoke(probe_command, ["--url", fake_openai.url, "--suite", full_spec(), "--limit", "6",
-                                           "--concurrency", "2", "--json", "--out", str(out), *args])
+    r = CliRunner().invoke(cli, ["probe", "--url", fake_openai.url, "--suite", full_spec(), "--limit", "6",
+                                 "--concurrency", "2", "--json", "--out", str(out), *args])
     assert r.exit_code == 0, r.output
     summaries = json.loads(r.stdout)
     scoring = {s.name: s.scoring for s in resolve(full_spec(), limit=1).suites}

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from support.fake_openai import responder_for
 
 from rys import evaluate
-from rys.cli_probe import probe_command
+from rys.cli import cli
 from rys.suites import resolve
 
 SPEC = "math.arith,eq,reasoning.date"
@@ -20,7 +20,7 @@ def frozen_clock(monkeypatch):
 
 
 def probe(*args):
-    return CliRunner().invoke(probe_command, list(args))
+    return CliRunner().invoke(cli, ["probe", *args])
 
 
 def answering(fake, kind="right", spec=SPEC, mode="generate", limit=4):

@@ -3,8 +3,8 @@ here from the prompt text by other means (datetime, brute force, walking)."""
 
 import datetime as dt
 import itertools
-import json
 import math
+import random
 import re
 from fractions import Fraction
 from importlib import resources
@@ -12,9 +12,13 @@ from importlib import resources
 import pytest
 
 from rys.errors import RysError
-from rys.suites import ALIASES, BUILTIN, resolve
+from rys.suites import ALIASES, resolve
+from rys.suites.catalog import packaged_files
+from rys.suites.mathgen import draw
 
 N = 40
+BUILTIN = ["math.arith", "math.word", "eq", "reasoning.causal", "reasoning.date", "reasoning.logic",
+           "reasoning.navigation", "reasoning.gsm8k"]
 
 
 def suite(name, n=N, seed=0):
@@ -22,7 +26,8 @@ def suite(name, n=N, seed=0):
 
 
 def data(name):
-    return json.loads((resources.files("rys") / "probes_data" / name).read_text())
+    """The generator data of a built-in suite file."""
+    return packaged_files()[name].data
 
 
 def options(prompt):
@@ -78,7 +83,7 @@ def test_arith_answers():
 
 @pytest.mark.parametrize("name", ["math.word", "reasoning.gsm8k"])
 def test_word_problem_answers(name):
-    templates = {t["id"]: t for t in data("word_problems.json")["templates"]}
+    templates = {t["id"]: t for t in data("math.word")["templates"]}
     for it in suite(name).items:
         t = templates[it.meta["template"]]
         env = {k: Fraction(v) for k, v in it.meta["vars"].items()}
@@ -89,12 +94,11 @@ def test_word_problem_answers(name):
 
 
 def test_every_word_template_is_drawable():
-    from rys.suites.mathgen import _draw
-    import random
-    d = data("word_problems.json")
+    d = data("math.word")
     for t in d["templates"]:
-        text, answer, _ = _draw(t, d["names"], random.Random(1))
+        text, answer, _, _ = draw(t, d["names"], random.Random(1))
         assert "{" not in text and answer > 0
+    assert data("reasoning.gsm8k") == d  # the same templates (data_from), other problems
 
 
 def parse_date(text):
@@ -206,7 +210,7 @@ def test_navigation_answers_and_balance():
 
 
 def test_causal_answers_and_balance():
-    scenes = {s["id"]: s for s in data("causal.json")["scenes"]}
+    scenes = {s["id"]: s for s in data("reasoning.causal")["scenes"]}
     items = suite("reasoning.causal", 60).items
     for it in items:
         scene = scenes[it.meta["scene"]]
@@ -285,6 +289,9 @@ def test_limit_must_be_positive():
         resolve("math", limit=0)
 
 
-def test_package_data_is_found_through_the_package():
-    for name in ("eq.json", "word_problems.json", "causal.json"):
-        assert data(name)["version"]
+def test_builtin_suites_are_the_files_of_the_package_in_order():
+    folder = resources.files("rys.probes")
+    assert sorted(p.name for p in folder.iterdir() if p.name.endswith(".toml")) == sorted(f"{n}.toml" for n in BUILTIN)
+    assert list(packaged_files()) == BUILTIN
+    assert ALIASES == {"math": ["math.arith", "math.word"], "eq": ["eq"], "reasoning": BUILTIN[3:]}
+    assert list(ALIASES) == ["math", "eq", "reasoning"]

@@ -1,22 +1,22 @@
-"""reasoning.causal: counterfactual questions about small rule-based scenes.
+"""The `causal` generator (reasoning.causal): counterfactual questions about
+small rule-based scenes.
 
-A scene (data, rys/probes_data/causal.json) says when an effect happens:
-when all of its causes hold, or when at least one does. The item states
+A scene (data in the suite file, probes/reasoning.causal.toml) says when an
+effect happens: when all of its causes hold, or when at least one does. The item states
 which causes held and asks whether the effect would have happened had one
 cause gone the other way; the answer is computed from the rule."""
 
 from __future__ import annotations
 
-import json
 import random
-from importlib import resources
 
-from .core import Item, Suite, item_rng
-from .reasoning import MC_PREFIX, yes_no
+from .reasoning import yes_no
 
-
-def load_scenes() -> dict:
-    return json.loads((resources.files("rys") / "probes_data" / "causal.json").read_text(encoding="utf-8"))
+# The data a causal suite holds: scenes of an effect and its causes, each
+# phrased as a rule, as having happened or not, and as a counterfactual.
+_EFFECT = {"rule": str, "yes": str, "no": str, "question": str}
+_CAUSE = {"rule": str, "yes": str, "no": str, "cf_yes": str, "cf_no": str}
+CAUSAL_DATA = {"scenes": [{"id": str, "setting": str, "effect": _EFFECT, "causes": [_CAUSE]}]}
 
 
 def outcome(rule: str, held: list[bool]) -> bool:
@@ -27,7 +27,8 @@ def join(parts: list[str], word: str) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {word} " + parts[-1]
 
 
-def make_causal(rng: random.Random, scenes: list[dict]):
+def make_causal(rng: random.Random, data: dict):
+    scenes = data["scenes"]
     want = rng.random() < 0.5  # balance Yes and No answers
     for _ in range(1000):
         scene = rng.choice(scenes)
@@ -50,11 +51,3 @@ def make_causal(rng: random.Random, scenes: list[dict]):
             "causes": [scene["causes"].index(c) for c in causes]}
     return yes_no(text), "Yes" if want else "No", ["Yes", "No"], meta
 
-
-def causal_suite(name: str, n: int, seed: int) -> Suite:
-    data = load_scenes()
-    items = []
-    for i in range(n):
-        prompt, ref, labels, meta = make_causal(item_rng(name, seed, i), data["scenes"])
-        items.append(Item(f"{name}/{seed}/{i}", name, prompt, ref, tuple(labels), "label", "exact", data["version"], meta))
-    return Suite(name, data["version"], tuple(items), "exact", max_tokens=256, prefix=MC_PREFIX)

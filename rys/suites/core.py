@@ -15,8 +15,9 @@ from typing import Any
 # How a completion is read. "emotions": four `Emotion: score` lines (EQ-Bench
 # v2.1, revision off); "emotions_revised": first pass, critique, revised scores (v2.0).
 ANSWER_TYPES = ("number", "label", "text", "emotions", "emotions_revised")
-# How an extracted answer is scored.
-SCORINGS = ("partial", "exact", "eqbench")
+# How an extracted answer is scored -> the answer types it can score.
+SCORINGS = {"partial": ("number",), "exact": ("number", "label", "text"),
+            "eqbench": ("emotions", "emotions_revised")}
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,6 @@ class Suite:
     prefix: str = ""
     suffix: str = ""
     source: str = "built-in"
-
-    @property
-    def scale(self) -> int:
-        """Scores run 0-1, except EQ-Bench's 0-100."""
-        return 100 if self.scoring == "eqbench" else 1
 
 
 def item_rng(suite: str, seed: int, index: int) -> random.Random:

@@ -1,93 +1,25 @@
-"""Suites read from files: the built-in EQ items, and the standard data sets
-given by path (GSM8K jsonl, a BIG-Bench Hard task, the EQ-Bench v2 questions).
+"""Suites read from the standard data sets given by path (GSM8K jsonl, a
+BIG-Bench Hard task, the EQ-Bench v2 questions).
 
 Loaded sets keep their own prompts and are scored the way their benchmarks
-score them; the project never ships them."""
+score them; the project never ships them. Their instructions are those of
+the built-in suites that mirror them: GSM8K is asked with the prefix of
+reasoning.gsm8k, a BBH task without its chain-of-thought prompt with the
+multiple-choice prefix of the reasoning suites (read from reasoning.date)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 from ..errors import RysError
 from ..extract import parse_number
 from .core import Item, Suite
-from .mathgen import WORD_PREFIX
-from .reasoning import MC_PREFIX
+from .eq import CRITIQUE, EQ_MAX_TOKENS, END_OF_ANSWER, eq_item, eq_version, without_revision
+from .catalog import packaged_file
 
-# EQ-Bench's completion limits (SCORING.md, sections 1 and 7): 60 new tokens for
-# the four ratings of v2.1 (revision off, the default), 600 for first pass,
-# critique and revision (v2.0, --eq-revise).
-EQ_MAX_TOKENS = {False: 60, True: 600}
-# Which EQ-Bench prompt an EQ suite's version stands for: the version changes
-# with it, so results asked the two ways are never pooled as one.
-EQ_FORMAT = {False: "v2.1", True: "v2.0"}
-EQ_ANSWER = {False: "emotions", True: "emotions_revised"}
-# EQ-Bench v2's English wording, edited out when revision is off (SCORING.md, section 1).
-REVISION_ASK = " Then critique your answer by thinking it through step by step. Finally, give your revised scores."
-CRITIQUE, END_OF_ANSWER = "Critique: <your critique here>", "[End of answer]"
-
-
-def eq_version(base: str, revise: bool) -> str:
-    return f"{base}+{EQ_FORMAT[revise]}"
-
-
-def eq_prompt(character: str, dialogue: list[str], emotions: list[str], revise: bool = False) -> str:
-    """An EQ-Bench v2 shaped prompt in rys's own words: dialogue and four
-    emotions, then the four ratings alone (v2.1) or a first pass, a critique
-    and a revision (v2.0, `revise`)."""
-    first = "\n".join(f"{e}: <score>" for e in emotions)
-    revised = "\n".join(f"{e}: <revised score>" for e in emotions)
-    if revise:
-        ask = ("Rate each of these emotions from 0 to 10 for how intensely the character is likely to feel it. "
-               "Then critique your ratings, thinking it through step by step. Finally, give your revised ratings.\n\n"
-               "Answer in exactly this format, headings included, with your own numbers in place of the "
-               "placeholders and nothing else:\n\n"
-               f"First pass scores:\n{first}\n\nCritique: <your critique here>\n\nRevised scores:\n{revised}\n\n")
-    else:
-        ask = ("Rate each of these emotions from 0 to 10 for how intensely the character is likely to feel it.\n\n"
-               "Answer in exactly this format, with your own numbers in place of the placeholders and nothing else:\n\n"
-               f"{first}\n\n")
-    return (
-        "\nYour task is to predict how a character in this dialogue is likely to feel.\n\n"
-        + "\n".join(dialogue) + "\n[End dialogue]\n\n"
-        + f"At the end of this dialogue, {character} would feel...\n" + "\n".join(emotions) + "\n\n"
-        + ask + "[End of answer]\n\n"
-        "Remember: zero is allowed and means the emotion is likely absent. At least one emotion must score above zero.\n"
-        + ("" if revise else "\nYour answer:\n")
-    )
-
-
-def without_revision(prompt: str) -> str | None:
-    """An EQ-Bench v2 prompt as v2.1 sends it by default (SCORING.md, section 1):
-    without the sentence asking for a critique and a revision, without the
-    `First pass scores:` heading, with everything from the critique placeholder
-    up to `[End of answer]` cut, and `Your answer:` appended. None when the
-    prompt lacks the English placeholders (another language, another shape)."""
-    prompt = prompt.replace(REVISION_ASK, "").replace("First pass scores:\n", "")
-    cut = prompt.find(CRITIQUE)
-    end = prompt.find(END_OF_ANSWER, cut) if cut >= 0 else -1
-    if end < 0:
-        return None
-    return prompt[:cut] + "\n" + prompt[end:] + "\nYour answer:\n"
-
-
-def builtin_eq(name: str = "eq", revise: bool = False) -> Suite:
-    data = json.loads((resources.files("rys") / "probes_data" / "eq.json").read_text(encoding="utf-8"))
-    version = eq_version(data["version"], revise)
-    items = []
-    for it in data["items"]:
-        names = [e["name"] for e in it["emotions"]]
-        ref = {e["name"]: int(e["reference"]) for e in it["emotions"]}
-        prompt = eq_prompt(it["character"], it["dialogue"], names, revise)
-        items.append(Item(f"{name}/{it['id']}", name, prompt, ref, None, EQ_ANSWER[revise], "eqbench", version))
-    return Suite(name, version, tuple(items), "eqbench", max_tokens=EQ_MAX_TOKENS[revise])
-
-
-# --- files given by path ----------------------------------------------------------
 
 def _read(path: Path, what: str) -> str:
     if not path.is_file():
@@ -134,7 +66,8 @@ def load_gsm8k(path: Path, name: str = "gsm8k") -> Suite:
         items.append(Item(f"{name}/{lineno}", name, question, answer, None, "number", "exact", version))
     if not items:
         raise RysError(f"{path} holds no GSM8K rows")
-    return Suite(name, version, tuple(items), "exact", max_tokens=400, prefix=WORD_PREFIX, source=str(path))
+    prefix = packaged_file("reasoning.gsm8k").prefix
+    return Suite(name, version, tuple(items), "exact", max_tokens=400, prefix=prefix, source=str(path))
 
 
 OPTION_LETTER = re.compile(r"^\(([A-Z])\)\s", re.M)
@@ -199,7 +132,7 @@ def load_bbh(path: Path, cot: Path | None = None) -> Suite:
     if cot:
         prefix, suffix, max_tokens = _cot_text(cot) + "\n\nQ: ", "\nA: Let's think step by step.", 512
     else:
-        prefix, suffix, max_tokens = MC_PREFIX, "", 256
+        prefix, suffix, max_tokens = packaged_file("reasoning.date").prefix, "", 256
     return Suite(name, version, tuple(items), "exact", max_tokens, prefix, suffix, source=str(path))
 
 
@@ -228,5 +161,5 @@ def load_eqbench(path: Path, name: str = "eqbench", revise: bool = False) -> Sui
             if prompt is None:
                 raise RysError(f"{path}: question {qid} lacks EQ-Bench's English '{CRITIQUE}' ... "
                                f"'{END_OF_ANSWER}' placeholders, so its revision cannot be turned off; use --eq-revise")
-        items.append(Item(f"{name}/{qid}", name, prompt, scores, None, EQ_ANSWER[revise], "eqbench", version))
+        items.append(eq_item(name, qid, prompt, scores, version, revise))
     return Suite(name, version, tuple(items), "eqbench", max_tokens=EQ_MAX_TOKENS[revise], source=str(path))

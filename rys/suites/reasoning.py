@@ -1,6 +1,8 @@
-"""reasoning.date, reasoning.logic, reasoning.navigation: generated
-multiple-choice items whose answers are computed (by date arithmetic, brute
-force over orderings, and walking the path)."""
+"""The `date`, `logic` and `navigation` generators (reasoning.date,
+reasoning.logic, reasoning.navigation): multiple-choice items whose answers
+are computed (by date arithmetic, brute force over orderings, and walking
+the path). Each takes (rng, the suite file's data) and returns (prompt,
+reference, option labels, meta)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,7 @@ import datetime as dt
 import itertools
 import random
 
-from .core import Item, Suite, item_rng
-
-VERSION = "1"
 LETTERS = "ABCDEFGH"
-MC_PREFIX = (
-    "Answer the question below. Think it through, then finish with "
-    '"So the answer is X." where X is the label of the option you choose.\n\n'
-)
 MONTHS = ["January", "February", "March", "April", "May", "June", "July",
           "August", "September", "October", "November", "December"]
 
@@ -27,15 +22,6 @@ def lettered(question: str, options: list[str]) -> str:
 
 def yes_no(question: str) -> str:
     return question + "\nOptions:\n- Yes\n- No"
-
-
-def mc_suite(name: str, make, n: int, seed: int) -> Suite:
-    """A multiple-choice suite from `make(rng) -> (prompt, reference, labels, meta)`."""
-    items = []
-    for i in range(n):
-        prompt, ref, labels, meta = make(item_rng(name, seed, i))
-        items.append(Item(f"{name}/{seed}/{i}", name, prompt, ref, tuple(labels), "label", "exact", VERSION, meta))
-    return Suite(name, VERSION, tuple(items), "exact", max_tokens=256, prefix=MC_PREFIX)
 
 
 # --- dates -----------------------------------------------------------------
@@ -50,7 +36,7 @@ def shift_months(d: dt.date, months: int) -> dt.date:
     return d.replace(year=index // 12, month=index % 12 + 1)
 
 
-def make_date(rng: random.Random):
+def make_date(rng: random.Random, _data: dict):
     today = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randint(0, 80 * 365))
     if rng.random() < 0.5:  # month and year questions need a day every month has
         today = today.replace(day=min(today.day, 28))
@@ -100,11 +86,9 @@ def _date_distractors(rng, today, answer, offset) -> list[str]:
 
 # --- ordering puzzles --------------------------------------------------------
 
-FRAMES = [
-    ("books on a shelf", "book", ["red", "blue", "green", "yellow", "white", "black", "grey"]),
-    ("birds on a wire", "bird", ["crow", "robin", "finch", "heron", "wren", "magpie", "owl"]),
-    ("vehicles parked side by side", "vehicle", ["taxi", "van", "truck", "coupe", "jeep", "limousine", "bus"]),
-]
+# The data a logic suite holds: frames, each a kind of things and the objects
+# (at least five) a puzzle's three to five things are drawn from.
+LOGIC_DATA = {"frames": [{"things": str, "objects": [str]}]}
 ORDINALS = ["first", "second", "third", "fourth", "fifth"]
 
 
@@ -134,10 +118,10 @@ def solutions(objects: list[str], clues: list[tuple]) -> list[tuple]:
     return [p for p in itertools.permutations(objects) if all(clue_holds(c, p) for c in clues)]
 
 
-def make_logic(rng: random.Random):
-    plural, noun, kinds = rng.choice(FRAMES)
+def make_logic(rng: random.Random, data: dict):
+    frame = rng.choice(data["frames"])
     n = rng.randint(3, 5)
-    objects = [f"{k} {noun}" if noun == "book" else k for k in rng.sample(kinds, n)]
+    objects = rng.sample(frame["objects"], n)
     order = tuple(rng.sample(objects, n))
     true_clues = [("left_of", a, b) for a in objects for b in objects if a != b and clue_holds(("left_of", a, b), order)]
     true_clues += [("right_of", a, b) for a in objects for b in objects if a != b and clue_holds(("right_of", a, b), order)]
@@ -155,7 +139,7 @@ def make_logic(rng: random.Random):
             clues = rest
     pos = rng.randrange(n)
     listed = ", ".join(f"the {o}" for o in rng.sample(objects, n))
-    text = (f"There are {n} {plural}: {listed} (listed in no particular order). "
+    text = (f"There are {n} {frame['things']}: {listed} (listed in no particular order). "
             + " ".join(clue_text(c) for c in clues)
             + f" Which one is the {ORDINALS[pos]} from the left?")
     options = [f"The {o}" for o in objects]
@@ -168,7 +152,7 @@ def make_logic(rng: random.Random):
 FACING = {"forward": 1j, "backward": -1j, "left": -1, "right": 1}
 
 
-def make_navigation(rng: random.Random):
+def make_navigation(rng: random.Random, _data: dict):
     """Walk instructions; half the items return to the start by construction."""
     back = rng.random() < 0.5
     if rng.random() < 0.5:
