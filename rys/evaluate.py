@@ -7,7 +7,6 @@ summaries with a seeded 95% bootstrap interval, and never prints."""
 from __future__ import annotations
 
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable
@@ -15,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
+from .bootstrap import N_BOOT, bootstrap_ci
 from .client import TOP_LOGPROBS, ChatClient, ItemFailed
 from .errors import RysError
 from .extract import label_probs
@@ -23,7 +23,6 @@ from .suites import Selection, Suite, resolve
 
 MODES = ("generate", "choice")
 FAIL_FAST = 5  # this many failed requests and not one success: the server is broken, stop
-N_BOOT = 1000
 CHOICE_PREFIX = "Answer the question below with the label of the correct option only.\n\n"
 clock = time.perf_counter  # module-level so tests can freeze it
 
@@ -124,23 +123,6 @@ def ask_all(client, pairs: list, mode: str, concurrency: int, on_row: Callable[[
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def bootstrap_ci(scoring: str, rows: list[dict], seed: int, name: str, n_boot: int = N_BOOT) -> tuple[float, float]:
-    """95% percentile interval of the suite score over items resampled with
-    replacement; the seed and the suite name fix the resamples."""
-    n = len(rows)
-    if n == 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    if scoring == "eqbench":  # the suite score is not a plain mean: recompute it per resample
-        stats = [suite_score(scoring, [rows[i] for i in rng.integers(0, n, n)])[0] for _ in range(n_boot)]
-    else:
-        scores = np.array([r["score"] or 0.0 for r in rows])
-        stats = np.concatenate([scores[rng.integers(0, n, (min(100, n_boot - k), n))].mean(axis=1)
-                                for k in range(0, n_boot, 100)])
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def summarise(name: str, scoring: str, rows: list[dict], seconds: float, seed: int,
               n_boot: int = N_BOOT, version: str | None = None) -> dict:
     score, parse_rate = suite_score(scoring, rows)
@@ -161,6 +143,14 @@ def _union_seconds(span: dict, members) -> float:
     return max(hi for _, hi in spans) - min(lo for lo, _ in spans) if spans else 0.0
 
 
+def check_asking(mode: str, concurrency: int) -> None:
+    """RysError unless items can be asked this way (`rys probe` and the sweep)."""
+    if mode not in MODES:
+        raise RysError(f"unknown mode {mode!r}; choose generate or choice")
+    if concurrency < 1:
+        raise RysError(f"--concurrency must be at least 1, got {concurrency}")
+
+
 def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit: int | None = None,
                seed: int = 0, mode: str = "generate", concurrency: int = 4, timeout: float = 120.0,
                model: str = "rys", progress: Progress | None = None, client: ChatClient | None = None,
@@ -172,10 +162,7 @@ def run_suites(url: str, suites: str | Selection = "math,eq,reasoning", *, limit
     through `ask_all`, `concurrency` at a time; a suite's `seconds` is the wall
     span from its first request to its last answer (suites overlap). Raises
     RysError when the server cannot be reached or no request succeeds."""
-    if mode not in MODES:
-        raise RysError(f"unknown mode {mode!r}; choose generate or choice")
-    if concurrency < 1:
-        raise RysError(f"--concurrency must be at least 1, got {concurrency}")
+    check_asking(mode, concurrency)
     selection = suites if isinstance(suites, Selection) else resolve(suites, limit, seed, eq_revise)
     client = client or ChatClient(url, model=model, timeout=timeout)
     guard = FailFast(url)

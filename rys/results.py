@@ -189,6 +189,9 @@ def _read_folder(folder: Path) -> tuple[dict | None, dict | None, list[Candidate
     with closing(open_existing(folder)) as store:
         model, config = store.get_meta("model"), store.get_meta("config")
         candidates, rows = store.candidates(), store.item_rows()
+        groups = store.get_meta("groups", {})
+    for row in rows:  # the group each suite pooled into when it was asked (older folders: none recorded)
+        row.setdefault("group", groups.get(row.get("suite")))
     if not candidates:
         raise RysError(f"{folder}: the result store holds no candidates yet")
     missing = sorted({k for row in rows for k in ROW_KEYS if k not in row})
@@ -223,7 +226,8 @@ def _merge_candidate(old: CandidateRecord, new: CandidateRecord) -> CandidateRec
 
 
 def group_of(suite: str) -> str:
-    """The alias a suite belongs to (math.arith -> math), else its name up to the first dot."""
+    """The built-in group of a suite (math.arith -> math), else its name up to the first dot:
+    the group of a row whose folder did not record one."""
     return next((alias for alias, members in ALIASES.items() if suite in members), suite.split(".")[0])
 
 
@@ -236,7 +240,7 @@ def items_frame(rows: list[dict], notes: list[str]) -> pd.DataFrame:
                        "suite": [r["suite"] for r in rows], "id": [str(r["id"]) for r in rows],
                        "scoring": [r["scoring"] for r in rows], "score": [r["score"] for r in rows],
                        "row": rows})
-    df["group"] = df["suite"].map(group_of)
+    df["group"] = [r.get("group") or group_of(r["suite"]) for r in rows]
     key = ["candidate", "suite", "id"]
     conflicts = df[df.duplicated(key, keep=False)].groupby(key)["score"].nunique(dropna=False)
     if (conflicts > 1).any():

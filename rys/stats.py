@@ -26,7 +26,7 @@ import pandas as pd
 from .bootstrap import N_BOOT, crc, paired_delta
 from .errors import RysError
 from .results import BASELINE, HOLDOUT, SEARCH, Results
-from .scorers import suite_score
+from .scorers import scale, suite_score
 from .suites import ALIASES
 
 
@@ -117,7 +117,7 @@ def _stage_columns(results: Results, stage_items: pd.DataFrame, units: list[str]
         if rows.empty:
             continue
         scoring = unit_scoring(rows, unit)
-        scales[unit] = 100 if scoring == "eqbench" else 1
+        scales[unit] = scale(scoring)
         stats = unit_stats(rows, unit, scoring, names, seed, n_boot, prefix or SEARCH)
         for cand, st in stats.items():
             n_paired = st.pop("n_paired", st["n"])

@@ -15,6 +15,7 @@ from typing import Callable
 
 from .candidates import Candidate, candidates, model_identity
 from .errors import RysError
+from .evaluate import check_asking
 from .model import load
 from .results import BASELINE, HOLDOUT, SEARCH, CandidateRecord, Store, read
 from .rewrite import write_plan
@@ -86,10 +87,7 @@ class Sweep:
         self.out = Path(out)
         self.events = events or Events()
         self.model = load(cfg.model)
-        if cfg.mode not in ("generate", "choice"):
-            raise RysError(f"unknown --mode {cfg.mode!r}; choose generate or choice")
-        if cfg.concurrency < 1:
-            raise RysError("--concurrency must be at least 1")
+        check_asking(cfg.mode, cfg.concurrency)
         self.planned = candidates(self.model, cfg)
         selection = resolve(cfg.suite, cfg.limit + cfg.holdout, cfg.seed, cfg.eq_revise)
         self.search_suites, self.holdout_suites = split_items(selection, cfg.limit, cfg.holdout)
@@ -98,6 +96,7 @@ class Sweep:
         _check_resume(self.store, cfg, model_identity(self.model))
         _check_versions(self.store, selection.suites)
         self.store.set_meta("config", asdict(cfg))
+        self.store.set_meta("groups", {**self.store.get_meta("groups", {}), **selection.group_of})
         self.files: dict[str, Path] = {BASELINE: self.model.path}
 
     # --- candidates -------------------------------------------------------

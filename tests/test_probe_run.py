@@ -11,7 +11,8 @@ from support.shared_data import DATASETS
 from rys import evaluate
 from rys.client import ChatClient
 from rys.errors import RysError
-from rys.evaluate import bootstrap_ci, run_suites, user_message
+from rys.bootstrap import bootstrap_ci
+from rys.evaluate import run_suites, user_message
 from rys.suites import resolve
 
 BBH = ["boolean_expressions", "causal_judgement", "date_understanding", "logical_deduction_five_objects",

@@ -403,3 +403,20 @@ def test_candidates_scored_on_fewer_items_rank_after_the_rest(tmp_path, ranking)
     assert halved.best == {"math": "2-3", "eq": "2-3", "reasoning": "2-3"}  # eq: 2-3 ties 2-5 with fewer layers
     assert any("1 candidates were scored on fewer search items" in n for n in halved.notes)
     assert not any("fewer search items" in n for n in ranking.notes)
+
+
+def test_a_suite_pools_into_the_group_its_folder_recorded(tmp_path):
+    """A user's suite file may put trivia.geo in group quiz: the sweep records
+    that, and rank pools by it even where the file is not (old folders: by name)."""
+    rows = {name: [rd.row("trivia.geo", i, s, "exact") for i, s in enumerate(scores)]
+            for name, scores in {"baseline": [1, 0, 0, 1], "0-3": [1, 1, 0, 1]}.items()}
+    for folder, groups in (("recorded", {"trivia.geo": "quiz"}), ("old", None)):
+        with rd.new_store(tmp_path / folder) as store:
+            if groups:
+                store.set_meta("groups", groups)
+            for name in rows:
+                rd.add(store, name, rows[name])
+    recorded = rank([tmp_path / "recorded"])
+    assert recorded.groups == ["quiz"]
+    assert recorded.table.set_index("candidate").at["0-3", "quiz_delta"] == pytest.approx(0.25)
+    assert rank([tmp_path / "old"]).groups == ["trivia"]

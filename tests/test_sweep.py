@@ -248,3 +248,10 @@ def test_a_folder_from_before_a_scoring_key_existed_resumes(tiny_sweep):
     assert r.exit_code == 0, r.output
     with Store(out) as store:
         assert store.get_meta("scoring") == old  # recorded again, key included
+
+
+@pytest.mark.server
+def test_the_folder_records_the_group_of_every_suite(tiny_sweep):
+    _, out, _ = tiny_sweep
+    with Store(out) as store:
+        assert store.get_meta("groups") == {"math.arith": "math", "reasoning.navigation": "reasoning"}

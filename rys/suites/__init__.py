@@ -5,7 +5,7 @@ and the `--suite` spec that selects them ("math,eq,reasoning",
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import RysError
@@ -35,6 +35,7 @@ ALIASES = aliases(packaged_files())
 class Selection:
     suites: list[Suite]
     groups: dict[str, list[str]]  # alias -> member suite names, for pooled scores
+    group_of: dict[str, str] = field(default_factory=dict)  # suite -> the group it pools into (rank's units)
 
 
 def parse_spec(spec: str) -> list[str]:
@@ -91,4 +92,5 @@ def resolve(spec: str, limit: int | None = None, seed: int = 0, eq_revise: bool 
         for name in names:
             if name not in suites:
                 suites[name] = build(files[name], limit, seed, eq_revise)
-    return Selection(list(suites.values()), groups)
+    group_of = {n: files[n].group if n in files else n.split(".")[0] for n in suites}
+    return Selection(list(suites.values()), groups, group_of)
