@@ -82,16 +82,21 @@ def test_eqbench(datasets):
     assert "Robert would feel" in first.prompt
 
 
-@pytest.mark.parametrize("content, loader, message", [
-    ('{"question": "q", "answer": "no marker"}\n', load_gsm8k, "x.txt:1 is not a GSM8K row"),
-    ('{"question": "q", "answer": "#### none"}\n', load_gsm8k, "x.txt:1: no number after '####'"),
-    ("", load_gsm8k, "holds no GSM8K rows"),
-    ("{not json", load_bbh, "is not valid JSON"),
-    ('{"examples": [{"input": "x"}]}', load_bbh, "is not a BBH task file"),
-    ('{"1": {"prompt": "p"}}', load_eqbench, "question 1 lacks a prompt or a full-scale reference answer"),
-    ("[]", load_eqbench, "is not an EQ-Bench questions file"),
-])
-def test_malformed_files(tmp_path, content, loader, message):
+# What each loader says of a malformed file: message -> (loader, the file's content)
+MALFORMED = {
+    "x.txt:1 is not a GSM8K row": (load_gsm8k, '{"question": "q", "answer": "no marker"}\n'),
+    "x.txt:1: no number after '####'": (load_gsm8k, '{"question": "q", "answer": "#### none"}\n'),
+    "holds no GSM8K rows": (load_gsm8k, ""),
+    "is not valid JSON": (load_bbh, "{not json"),
+    "is not a BBH task file": (load_bbh, '{"examples": [{"input": "x"}]}'),
+    "question 1 lacks a prompt or a full-scale reference answer": (load_eqbench, '{"1": {"prompt": "p"}}'),
+    "is not an EQ-Bench questions file": (load_eqbench, "[]"),
+}
+
+
+@pytest.mark.parametrize("message", MALFORMED)
+def test_malformed_files(tmp_path, message):
+    loader, content = MALFORMED[message]
     path = tmp_path / "x.txt"
     path.write_text(content)
     with pytest.raises(RysError, match=re.escape(message)):
