@@ -52,7 +52,7 @@ def find(name: str) -> Path:
     return found[0]
 
 
-def load(name: str) -> Preset:
+def load_preset(name: str) -> Preset:
     """Read a preset (its keys are checked against the options by the command that applies it)."""
     path = find(name)
     table = read_toml(path)

@@ -148,7 +148,7 @@ def _preset_values(name: str | None) -> dict | None:
     if not name:
         return None
     try:
-        return presets.load(name).options
+        return presets.load_preset(name).options
     except RysError:
         return None
 

@@ -19,7 +19,7 @@ from rys.results import Store
 def settings(preset: str, *argv: str) -> dict:
     """The options a preset gives `rys sweep m.gguf ARGV...`."""
     ctx = sweep_command.make_context("sweep", ["m.gguf", *argv])
-    return preset_settings(ctx, presets.load(preset))
+    return preset_settings(ctx, presets.load_preset(preset))
 
 
 def test_shipped_presets_are_the_seed_passes_and_the_demo():
@@ -29,7 +29,7 @@ def test_shipped_presets_are_the_seed_passes_and_the_demo():
     assert (second["block"], second["stride"], second["start"], second["end"]) == (4, 1, 8, 32)
     assert settings("demo")["mode"] == "choice"
     for name in presets.available():  # every shipped value passes the command line's own checks
-        assert presets.load(name).description
+        assert presets.load_preset(name).description
 
 
 def test_the_command_line_wins_over_the_preset():
@@ -63,7 +63,7 @@ def test_an_unknown_preset_lists_the_known_ones(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["sweep", "m.gguf", "--preset", "nope"])
     assert r.exit_code == 1 and "no sweep preset 'nope'; choose from demo, seed-pass1, seed-pass2" in r.stderr
     with pytest.raises(RysError, match="no such file"):
-        presets.load("nope.toml")
+        presets.load_preset("nope.toml")
 
 
 def test_a_user_preset_in_the_working_folder_is_found_by_name(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import RysError
-from ..presets import Preset, load as load_preset
+from ..presets import Preset, load_preset
 from .common import sigterm_as_interrupt
 
 # Options of `rys sweep` that are not sweep settings (and so not in a preset).
