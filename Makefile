@@ -63,11 +63,10 @@ bench: install
 bench-probe: install
 	$(BIN)/python benchmarks/probe_throughput.py
 
-# The README's demo: a sweep of SmolLM2-135M-Instruct, then its ranking and report.
-DEMO := sweeps/demo-smollm2
+# The README's demo: a sweep of SmolLM2-135M-Instruct (preset sweeps/demo.toml), then its ranking and report.
+DEMO := sweeps/demo/SmolLM2-135M-Instruct.Q4_1
 demo: install
-	$(BIN)/rys sweep "$$($(BIN)/python -m rys.assets smollm2)" --block 8 --stride 4 \
-		--suite math,reasoning --mode choice --limit 4 --out $(DEMO)
+	$(BIN)/rys sweep "$$($(BIN)/python -m rys.assets smollm2)" --preset demo
 	$(BIN)/rys rank $(DEMO)
 	$(BIN)/rys report $(DEMO)
 
