@@ -104,6 +104,18 @@ def wheel_dir() -> Path:
     return build_dir() / "wheel"
 
 
+def source_dir() -> Path:
+    """The pinned llama.cpp source tree that `make install` unpacks (the one
+    llama-cpp-python vendors; the same for every machine, so not per build key)."""
+    return cache_dir() / "src" / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
+
+
+def converter() -> Path:
+    """llama.cpp's own HF -> GGUF converter in the pinned source (it imports the
+    `conversion/` package beside it and its own `gguf-py/`)."""
+    return source_dir() / "convert_hf_to_gguf.py"
+
+
 def _main(argv: list[str]) -> int:
     answers = {
         "version": lambda: LLAMA_CPP_PYTHON,

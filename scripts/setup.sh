@@ -117,11 +117,12 @@ case "$stage_name" in
         stage "building llama-cpp-python $version wheel for this machine (once, ~4 min on 2 cores)" "$logs/wheel.log" build_wheel
         ;;
     tools)
+        # the source is needed even when the tools are cached: `rys convert` runs its convert_hf_to_gguf.py
+        source_ready || stage "fetching llama-cpp-python $version source" "$logs/fetch.log" fetch_source
         if tools_ready; then
             echo "llama-server $version: cached for this machine ($dir/bin)"
             exit 0
         fi
-        source_ready || stage "fetching llama-cpp-python $version source" "$logs/fetch.log" fetch_source
         stage "building llama-server, llama-quantize, llama-perplexity (once, ~4 min on 2 cores)" "$logs/tools.log" build_tools
         ;;
     smollm2)

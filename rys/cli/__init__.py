@@ -3,7 +3,8 @@
 Only this group turns RysError into a one-line message and exit status 1;
 any other exception is a bug and keeps its traceback. The commands live by
 stage: surgery.py (inspect, build, verify), serving.py (serve, probe),
-search.py (sweep, rank, report).
+search.py (sweep, rank, report), prune.py (prune),
+checkpoints.py (convert, quantize, eval).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import click
 
 from .. import __version__
 from ..errors import RysError
+from .checkpoints import convert_command, eval_command, quantize_command
+from .prune import prune_command
 from .search import rank_command, report_command, sweep_command
 from .serving import probe_command, serve_command
 from .surgery import build_command, inspect_command, verify_command
@@ -44,7 +47,8 @@ def cli():
 
 
 for _command in (inspect_command, build_command, verify_command, serve_command, probe_command,
-                 sweep_command, rank_command, report_command):
+                 sweep_command, rank_command, report_command, prune_command, convert_command, quantize_command,
+                 eval_command):
     cli.add_command(_command)
 
 
