@@ -11,11 +11,13 @@ Outputs are written atomically; an existing output is refused without force.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import llama_tools
 from .errors import RysError
@@ -91,17 +93,33 @@ def to_gguf(src: Path, out: Path, outtype: str | None, force: bool,
         raise RysError(f"the output of converting a checkpoint folder is a GGUF file: name it *.gguf, not {out.name}")
     check_output(out, force, need_bytes=0)
     need_torch("llama.cpp's converter")
-    script = llama_tools.converter()
     flags, notes = converter_flags(src)
-    env = {"PYTHONPATH": str(script.parent / "gguf-py")}  # the converter's own gguf-py, not rys's
-    with atomic_path(out) as tmp, llama_tools.run_log("convert_hf_to_gguf") as log:
-        argv = [sys.executable, script, src, "--outfile", tmp, *(["--outtype", outtype] if outtype else []), *flags]
-        llama_tools.run(argv, log, f"llama.cpp's convert_hf_to_gguf.py on {src.name}", env=env, on_line=on_line,
-                        telling=python_telling_line)
-        if not tmp.is_file():
-            raise RysError(f"llama.cpp's convert_hf_to_gguf.py wrote no {tmp.name}; log: {log}")
+    with atomic_path(out) as tmp:
+        _run_converter(src, tmp, [*(["--outtype", outtype] if outtype else []), *flags], on_line)
     return Converted("hf->gguf", out, outtype or "auto", "llama.cpp's convert_hf_to_gguf.py",
                      out.stat().st_size, tuple(notes))
+
+
+@contextlib.contextmanager
+def vocab_only(src: Path) -> Iterator[Path]:
+    """The checkpoint's vocabulary and hyperparameters as llama.cpp's converter
+    writes them (--vocab-only: no tensors), in a temporary GGUF (rys prune --per-layer)."""
+    with tempfile.TemporaryDirectory(prefix="rys-vocab-") as tmp:
+        out = Path(tmp) / "vocab.gguf"
+        _run_converter(src, out, ["--vocab-only"])
+        yield out
+
+
+def _run_converter(src: Path, out: Path, extra: list[str], on_line: Callable[[str], None] | None = None) -> None:
+    """convert_hf_to_gguf.py from the pinned llama.cpp, with its own gguf-py (not rys's), into `out`."""
+    script = llama_tools.converter()
+    env = {"PYTHONPATH": str(script.parent / "gguf-py")}
+    with llama_tools.run_log("convert_hf_to_gguf") as log:
+        llama_tools.run([sys.executable, script, src, "--outfile", out, *extra], log,
+                        f"llama.cpp's convert_hf_to_gguf.py on {src.name}", env=env, on_line=on_line,
+                        telling=python_telling_line)
+        if not out.is_file():
+            raise RysError(f"llama.cpp's convert_hf_to_gguf.py wrote no {out.name}; log: {log}")
 
 
 def converter_flags(folder: Path) -> tuple[list[str], list[str]]:

@@ -222,8 +222,9 @@ def check_layers(ckpt: Checkpoint, arch: Arch, kinds: list[str], old: Geometry) 
                 raise RysError(f"{name} has shape {list(info.shape)}, but config.json implies {want} along axis {cut.axis}")
 
 
-def prepare(model_dir, out, request: Request, force: bool = False) -> Job:
-    """Every check before any work; the job to run."""
+def prepare(model_dir, out, request: Request, force: bool = False, check_out=check_output) -> Job:
+    """Every check before any work; the job to run. check_out(out, model folder, force)
+    checks the output (a new folder here; rys.per_layer passes its GGUF file check)."""
     out = Path(out)
     if request.criterion not in CRITERIA:
         raise RysError(f"unknown criterion '{request.criterion}' (known: {', '.join(CRITERIA)})")
@@ -233,7 +234,7 @@ def prepare(model_dir, out, request: Request, force: bool = False) -> Job:
     old = geometry(arch, ckpt.config)
     new = new_geometry(arch, old, kinds, request)
     check_layers(ckpt, arch, kinds, old)
-    check_output(out, ckpt.folder, force)
+    check_out(out, ckpt.folder, force)
     job = Job(ckpt, arch, kinds, old, new, request, out, None)
     if request.criterion in NEEDS_CALIBRATION:
         if request.calib is None:
