@@ -6,8 +6,9 @@ header, key/values and tensor infos, then tensor bytes are copied from the
 source file with copy_file_range (a reflink or in-kernel copy where the
 filesystem allows) or a bounded pread/pwrite loop. Memory therefore does not
 grow with the size of the model.
-Small F32/F16 files (tiny models, HF conversions) can also be read into
-numpy arrays and written from them (read_arrays, write_arrays).
+One tensor at a time is read dequantized to float32 (read_tensor, by
+gguf-py's dequantize in bounded steps; gguf_tensors.py looks tensors up by
+name with it), and small files are written from numpy arrays (write_arrays).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import gguf
 import numpy as np
@@ -291,25 +292,36 @@ def _copy_buffered(src_fd: int, dst_fd: int, src_off: int, dst_off: int, n: int)
     return done
 
 
-# Small F32/F16 files as numpy arrays (numpy axis order: ggml's ne reversed)
+# Tensor values (numpy axis order: ggml's ne reversed)
 F32 = np.dtype(np.float32)
-_ARRAY_DTYPES = {gguf.GGMLQuantizationType.F32: F32, gguf.GGMLQuantizationType.F16: np.dtype(np.float16)}
+DEQUANT_STEP = 16 << 20  # float32 bytes dequantized per step: bounds gguf-py's temporaries
 
 
-def read_arrays(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metadata values and every tensor of an F32/F16 GGUF, loaded into memory."""
-    gf = read(path)
-    with open(gf.path, "rb") as fh:
-        tensors = {t.name: _load_array(fh, t) for t in gf.tensors}
-    return {key: val.value for key, val in gf.fields.items()}, tensors
+def read_tensor(fh: BinaryIO, t: Tensor) -> np.ndarray:
+    """Tensor `t` of the GGUF file open (binary) as `fh`, dequantized to float32.
 
-
-def _load_array(fh, t: Tensor) -> np.ndarray:
-    dtype = _ARRAY_DTYPES.get(t.ggml_type)
-    if dtype is None:
-        raise RysError(f"tensor '{t.name}' is {t.type_name}: only F32/F16 files can be read here")
+    Any type gguf-py dequantizes (F32, F16, BF16, the Q, K, IQ and TQ quants,
+    MXFP4...); RysError for the others. Rows are read and dequantized a few at
+    a time into the result: memory is the result plus about DEQUANT_STEP.
+    """
+    qtype = gguf.GGMLQuantizationType(t.ggml_type)  # read() refuses types gguf-py does not know
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    row_bytes, n_rows = t.shape[0] // block * type_size, int(np.prod(t.shape[1:]))
+    if t.shape[0] % block or row_bytes * n_rows != t.n_bytes:
+        raise RysError(f"tensor '{t.name}': {t.n_bytes} bytes are not {t.type_name} rows of {t.shape[0]} values")
+    out = np.empty((n_rows, t.shape[0]), F32)
+    step = max(1, DEQUANT_STEP // max(1, out.itemsize * t.shape[0]))
+    raw = np.empty(min(step, n_rows) * row_bytes, np.uint8)
     fh.seek(t.offset)
-    return np.fromfile(fh, dtype, count=t.n_bytes // dtype.itemsize).reshape(tuple(reversed(t.shape)))
+    for r in range(0, n_rows, step):
+        rows = raw[: min(step, n_rows - r) * row_bytes]
+        if fh.readinto(rows) != rows.size:
+            raise RysError(f"tensor '{t.name}' ends past the end of {fh.name} (was it truncated?)")
+        try:
+            out[r : r + step] = gguf.quants.dequantize(rows.reshape(-1, row_bytes), qtype)
+        except NotImplementedError:
+            raise RysError(f"tensor '{t.name}' is {t.type_name}, which gguf-py cannot dequantize") from None
+    return out.reshape(tuple(reversed(t.shape)))
 
 
 def infer_value(value: Any) -> Value:
@@ -338,16 +350,18 @@ def write_arrays(
     tensors: Iterable[tuple[str, np.ndarray]],
     add_keys: Callable[[gguf.GGUFWriter], None] | None = None,
 ) -> None:
-    """Write an all-F32 GGUF: `metadata` (types from infer_value), then the
-    keys add_keys(writer) adds (a tokenizer, with gguf-py's add_* helpers),
-    then the tensors. Each array is converted and written in turn, so at most
-    one tensor's F32 copy is held at a time."""
+    """Write an all-F32 GGUF: `metadata` (a Value keeps its GGUF type, other
+    values get theirs from infer_value), then the keys add_keys(writer) adds
+    (a tokenizer, with gguf-py's add_* helpers), then the tensors. Each array
+    is converted and written in turn, so at most one tensor's F32 copy is held
+    at a time."""
     arch_key = gguf.Keys.General.ARCHITECTURE
     if arch_key not in metadata:
         raise RysError(f"metadata has no '{arch_key}'")
     path = Path(path)
     tensors = list(tensors)  # two passes: infos, then data (references, not copies)
-    writer = _writer(path, {key: infer_value(value) for key, value in metadata.items()})
+    writer = _writer(path, {key: value if isinstance(value, Value) else infer_value(value)
+                            for key, value in metadata.items()})
     if add_keys is not None:
         add_keys(writer)
     for name, x in tensors:

@@ -1,21 +1,25 @@
 """Convert whole models between HF and GGUF: state dicts and config <-> metadata.
 
 hf_to_gguf gives the GGUF metadata and tensors of an HF checkpoint (numpy
-arrays), optionally along a layer path; gguf_to_hf gives back an HF config
-dict and state dict. The files themselves are read and written by
-gguf_file.read_arrays / gguf_file.write_arrays; which tensor is which is in
-hf_names.py, their layouts in hf_layout.py.
+arrays), optionally along a layer path, for gguf_file.write_arrays. Back:
+read_hf streams a GGUF file as an HF config and its tensors, one at a time
+(each dequantized once, by gguf_tensors), and gguf_to_hf turns small arrays
+into a whole state dict. Which tensor is which is in hf_names.py, their
+layouts in hf_layout.py.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Sequence
 
 import gguf
 import numpy as np
 
+from . import gguf_tensors
 from .arch import FULL_ATTENTION_INTERVAL, RECURRENT_LAYERS, key
 from .errors import RysError
+from .gguf_file import GGUFFile
 from .hf_layout import Dims, dims, need
 from .hf_names import (
     ATTENTION, DEFAULT_INTERVAL, DELTANET, EMBEDDING, HF_LAYER_TYPES, LM_HEAD,
@@ -121,28 +125,61 @@ def _metadata(arch: str, cfg: Mapping, d: Dims, kinds: Sequence[str], n_vocab: i
 # GGUF -> HF
 
 
-def gguf_to_hf(
-    arch: str, metadata: Mapping[str, object], tensors: Mapping[str, np.ndarray]
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """Convert GGUF metadata and f32/f16 tensors back to an HF config and state dict.
+@dataclass
+class HFTensors:
+    """An HF model made from a GGUF: its config, then its tensors one at a time."""
+
+    config: dict
+    sizes: dict[str, int]  # values per HF tensor, in the order `arrays` yields them: globals, then layer by layer
+    arrays: Iterator[tuple[str, np.ndarray]]  # (HF name, array), each read when it is reached
+
+
+def read_hf(gf: GGUFFile) -> HFTensors:
+    """A GGUF file as an HF config and float32 tensors, each read and
+    dequantized once, when the iteration reaches it: memory is about one
+    tensor (its float32 copy and one transformed copy), whatever the size of
+    the file. Every check runs before the first tensor is read."""
+    tensors = gguf_tensors.Dequantized(gf)
+    return stream_gguf_to_hf(gf.arch, gguf_tensors.metadata(gf), tensors, tensors.shape)
+
+
+def stream_gguf_to_hf(
+    arch: str, metadata: Mapping[str, object], tensors: Mapping[str, np.ndarray],
+    shape: Callable[[str], tuple[int, ...]],
+) -> HFTensors:
+    """GGUF metadata and tensors (looked up only when their turn comes;
+    `shape` gives a tensor's numpy shape without reading it) as HF's.
 
     GGUF layer k becomes HF layer k. The config dict holds the keys that
     LlamaConfig / Qwen3_5TextConfig need to rebuild the same model.
     """
     check_arch(arch)
-    for name, x in tensors.items():
-        if np.asarray(x).dtype not in (np.float32, np.float16):
-            raise RysError(f"tensor '{name}' is {np.asarray(x).dtype}, not f32/f16: dequantize it first")
-    cfg = _config(arch, metadata, tensors)
+    cfg = _config(arch, metadata, tensors, shape)
     d = dims(arch, cfg)
     kinds = hf_layer_kinds(arch, cfg)
     rules = [(r, bid) for r, bid, _ in plan(arch, kinds, cfg["tie_word_embeddings"], range(d.n_layer))]
     check_names(set(tensors), {r.gguf_name(bid) for r, bid in rules}, "GGUF file")
-    out = {r.hf_name(bid): r.layout.to_hf(np.asarray(tensors[r.gguf_name(bid)]), d) for r, bid in rules}
-    return cfg, out
+    arrays = ((r.hf_name(bid), r.layout.to_hf(np.asarray(tensors[r.gguf_name(bid)]), d)) for r, bid in rules)
+    return HFTensors(cfg, {r.hf_name(bid): int(np.prod(shape(r.gguf_name(bid)))) for r, bid in rules}, arrays)
 
 
-def _config(arch: str, meta: Mapping[str, object], tensors: Mapping[str, np.ndarray]) -> dict:
+def gguf_to_hf(
+    arch: str, metadata: Mapping[str, object], tensors: Mapping[str, np.ndarray]
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """GGUF metadata and f32/f16 arrays as an HF config and a whole state dict
+    (small models; a file goes through read_hf, one tensor at a time)."""
+    for name, x in tensors.items():
+        if np.asarray(x).dtype not in (np.float32, np.float16):
+            raise RysError(f"tensor '{name}' is {np.asarray(x).dtype}, not f32/f16: dequantize it first")
+    hf = stream_gguf_to_hf(arch, metadata, tensors, lambda name: np.shape(tensors[name]))
+    return hf.config, dict(hf.arrays)
+
+
+def _config(
+    arch: str, meta: Mapping[str, object], tensors: Mapping, shape: Callable[[str], tuple[int, ...]]
+) -> dict:
+    """The HF config of a GGUF (tensors: only their names are looked at; shape gives the embedding's)."""
+
     def get(template: str, default=None):
         value = meta.get(key(template, arch), default)
         if value is None:
@@ -153,10 +190,17 @@ def _config(arch: str, meta: Mapping[str, object], tensors: Mapping[str, np.ndar
     n_embd, n_head = int(get(K.LLM.EMBEDDING_LENGTH)), int(get(K.Attention.HEAD_COUNT))
     n_layer = int(get(K.LLM.BLOCK_COUNT))
     head_dim = int(get(K.Attention.KEY_LENGTH, n_embd // n_head))
-    n_vocab = int(np.shape(tensors[EMBEDDING.gguf_name()])[0])
+    if EMBEDDING.gguf_name() not in tensors:
+        raise RysError(f"GGUF file: tensor '{EMBEDDING.gguf_name()}' is missing")
+    scaling = meta.get(key(K.Rope.SCALING_TYPE, arch), "none")
+    if scaling != "none":
+        raise RysError(f"rope scaling '{scaling}' is not supported yet")
+    if arch == "llama" and int(get(K.Rope.DIMENSION_COUNT, head_dim)) != head_dim:
+        raise RysError(f"llama: rope on {get(K.Rope.DIMENSION_COUNT)} of {head_dim} dimensions per head: "
+                       f"HF's LlamaConfig rotates them all")
     rope = {"rope_type": "default", "rope_theta": float(get(K.Rope.FREQ_BASE, 10000.0))}
     cfg = {
-        "vocab_size": n_vocab,
+        "vocab_size": int(shape(EMBEDDING.gguf_name())[0]),
         "hidden_size": n_embd,
         "intermediate_size": int(get(K.LLM.FEED_FORWARD_LENGTH)),
         "num_hidden_layers": n_layer,
@@ -168,6 +212,10 @@ def _config(arch: str, meta: Mapping[str, object], tensors: Mapping[str, np.ndar
         "tie_word_embeddings": LM_HEAD.gguf_name() not in tensors,
         "rope_parameters": rope,
     }
+    for name, token in (("bos_token_id", K.Tokenizer.BOS_ID), ("eos_token_id", K.Tokenizer.EOS_ID),
+                        ("pad_token_id", K.Tokenizer.PAD_ID)):
+        if token in meta:
+            cfg[name] = int(meta[token])
     if arch == "qwen35":
         rope["partial_rotary_factor"] = int(get(K.Rope.DIMENSION_COUNT)) / head_dim
         rope["mrope_section"] = [int(s) for s in get(K.Rope.DIMENSION_SECTIONS)][:3]

@@ -2,20 +2,29 @@
 
 A GGUF becomes a standard checkpoint (config.json, safetensors in f32 or
 bf16, tokenizer and generation files) that `AutoModelForCausalLM` and
-`AutoTokenizer` load. Two loaders, chosen per architecture:
+`AutoTokenizer` load. Two loaders:
 
-- transformers' own GGUF loader (`from_pretrained(dir, gguf_file=...)`) for
-  the architectures it knows (llama, qwen2, qwen3, gemma3, ...). It
-  dequantizes every tensor; the model it returns refuses `save_pretrained`
-  (it counts as quantized), so the weights move, without a copy, into a
-  model built afresh from the same config. Memory: the model in the target dtype.
-- rys's own mapping (hf_convert.gguf_to_hf, the layouts of hf_layout.py,
-  proven against llama.cpp in tests/test_hf_gguf.py) for `OWN_MAPPING`:
-  Qwen3.5, as issue 10 asks (transformers 5.23 also reads qwen35 GGUFs; on
-  a tiny model the two agree to float rounding). Tensors are read at the
-  offsets gguf_file.read gives and dequantized by gguf-py's
-  `gguf.quants.dequantize` when gguf_to_hf asks for them. Memory: the whole
-  model in f32 (gguf_to_hf returns one state dict), then one tensor at a time.
+- rys's own mapping (hf_convert.read_hf; the layouts of hf_layout.py,
+  proven against llama.cpp in tests/test_hf_reference.py) for the
+  architectures hf_names maps, llama and qwen35. It streams: each tensor is
+  read and dequantized once (gguf_file.read_tensor), transformed, cast, and
+  written at its place in safetensors files laid out in advance
+  (hf_checkpoint.StreamWriter; shapes from the model class built on the
+  meta device; files of at most SHARD_BYTES, with
+  model.safetensors.index.json when there are several). Memory: the tensor
+  in flight, up to 10 bytes per value of the largest tensor (its float32
+  copy, a transformed copy, the cast) plus gguf-py's temporaries (a few
+  times gguf_file.DEQUANT_STEP), and the tokenizer; not the model.
+  tests/test_export_memory.py measures it: a 309 MB Q8_0/F16 file of 200M
+  parameters (largest tensor 4M) takes 55-64 MB above the interpreter's
+  own, in bf16 or f32 (the whole state dict before: 800-1140 MB).
+- transformers' GGUF loader (`from_pretrained(dir, gguf_file=...)`) for
+  the other architectures it knows (qwen2, qwen3, gemma3, ...) and for
+  files of rys's architectures that its mapping does not fit (a Llama 3
+  GGUF's rope_freqs, for one). It dequantizes every tensor into one state
+  dict: memory is the whole model in the target dtype, and more. The model
+  it returns refuses `save_pretrained` (it counts as quantized), so the
+  weights move, without a copy, into a model built afresh from the same config.
 
 torch and transformers (the [torch] extra) are imported only inside the
 functions that need them. Folders are written atomically, by
@@ -28,17 +37,16 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
-import gguf
 import numpy as np
 
 from . import gguf_file
 from .errors import RysError
-from .hf_convert import gguf_to_hf
+from .hf_convert import HFTensors, read_hf
+from .hf_names import ARCHITECTURES
 
 DTYPES = ("f32", "bf16")  # what a GGUF is dequantized to
-OWN_MAPPING = ("qwen35",)  # architectures converted with rys's mapping, not transformers'
+SHARD_BYTES = 2 << 30  # the largest safetensors file rys's mapping writes (memory does not depend on it)
 # The HF classes rys's mapping writes, per GGUF architecture (config class, model class).
 HF_CLASSES = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen35": ("Qwen3_5TextConfig", "Qwen3_5ForCausalLM")}
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -78,43 +86,6 @@ def check_folder_output(out: Path, force: bool, need_bytes: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------
-# Tensors of a GGUF, dequantized
-
-
-def dequantize(gf: gguf_file.GGUFFile, t: gguf_file.Tensor) -> np.ndarray:
-    """One tensor of `gf` as float32, in numpy axis order (ggml's shape reversed)."""
-    try:
-        qtype = gguf.GGMLQuantizationType(t.ggml_type)
-        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    except (ValueError, KeyError):
-        raise RysError(f"tensor '{t.name}' has a type gguf-py does not know ({t.type_name})") from None
-    raw = np.memmap(gf.path, np.uint8, mode="r", offset=t.offset, shape=(t.n_bytes,))
-    rows = raw.reshape(-1, t.shape[0] // block * type_size)  # one row of blocks per ne[0] values
-    try:
-        values = gguf.quants.dequantize(rows, qtype)
-    except NotImplementedError:
-        raise RysError(f"tensor '{t.name}' is {t.type_name}, which gguf-py cannot dequantize") from None
-    return np.array(values.reshape(tuple(reversed(t.shape))), dtype=np.float32)
-
-
-class Dequantized(Mapping):
-    """A GGUF's tensors by name, each dequantized when it is looked up (none is kept)."""
-
-    def __init__(self, gf: gguf_file.GGUFFile):
-        self._gf = gf
-        self._tensors = {t.name: t for t in gf.tensors}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return dequantize(self._gf, self._tensors[name])
-
-    def __iter__(self):
-        return iter(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-
-# --------------------------------------------------------------------------
 # GGUF -> HF folder
 
 
@@ -131,13 +102,17 @@ class Written:
 
 
 def loader_for(arch: str) -> str:
-    """Which loader converts a GGUF of `arch`: "rys" or "transformers"; RysError for neither."""
-    if arch in OWN_MAPPING:
+    """Which loader converts a GGUF of `arch`: "rys" or "transformers"; RysError for neither.
+
+    A file of rys's architectures that its mapping does not fit goes to
+    transformers after all, where that knows the architecture (_rys_mapping).
+    """
+    if arch in ARCHITECTURES:
         return "rys"
     if _transformers_knows(arch):
         return "transformers"
     raise RysError(f"cannot convert architecture '{arch}' to a Hugging Face checkpoint: transformers' GGUF "
-                   f"loader does not support it and rys maps only {', '.join(OWN_MAPPING)}")
+                   f"loader does not support it and rys maps only {', '.join(ARCHITECTURES)}")
 
 
 def _transformers_knows(arch: str) -> bool:
@@ -148,31 +123,44 @@ def _transformers_knows(arch: str) -> bool:
     return is_gguf_arch_supported(arch) or arch.replace("_", "").replace("-", "") in plain
 
 
-def gguf_to_folder(path: Path, out: Path, dtype: str = "bf16", force: bool = False) -> Written:
+def gguf_to_folder(path: Path, out: Path, dtype: str = "bf16", force: bool = False,
+                   shard_bytes: int = SHARD_BYTES) -> Written:
     """Write the GGUF at `path` as an HF checkpoint folder `out`, dequantized to `dtype`."""
     if dtype not in DTYPES:
         raise RysError(f"a GGUF converts to an HF checkpoint in {' or '.join(DTYPES)}, not '{dtype}'")
     gf = gguf_file.read(path)
-    arch = gf.arch
-    loader = loader_for(arch)
+    need_torch("converting a GGUF to a checkpoint")
+    hf = _rys_mapping(gf)
     n_params = sum(int(np.prod(t.shape)) for t in gf.tensors)
     check_folder_output(out, force, need_bytes=n_params * (4 if dtype == "f32" else 2))
-    need_torch("converting a GGUF to a checkpoint")
     import torch
 
     from .hf_checkpoint import atomic_folder  # imports torch
 
     torch_dtype = torch.float32 if dtype == "f32" else torch.bfloat16
     with atomic_folder(out) as tmp:
-        if loader == "rys":
-            model = _with_rys_mapping(gf, torch_dtype)
+        if hf is not None:
+            _write_with_rys_mapping(gf.arch, hf, tmp, torch_dtype, shard_bytes)
         else:
             model = _with_transformers(path, torch_dtype)
-        model.save_pretrained(tmp)
-        del model
+            model.save_pretrained(tmp)
+            del model
         _tokenizer(path).save_pretrained(tmp)
     n_bytes = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    return Written(out, arch, loader, dtype, n_params, n_bytes)
+    return Written(out, gf.arch, "transformers" if hf is None else "rys", dtype, n_params, n_bytes)
+
+
+def _rys_mapping(gf: gguf_file.GGUFFile) -> HFTensors | None:
+    """The file through rys's mapping (checked, no tensor read yet), or None
+    where transformers' loader converts it instead."""
+    if loader_for(gf.arch) == "transformers":
+        return None
+    try:
+        return read_hf(gf)
+    except RysError:
+        if _transformers_knows(gf.arch):
+            return None
+        raise
 
 
 def _tokenizer(path: Path):
@@ -207,30 +195,53 @@ def _with_transformers(path: Path, torch_dtype):
     return model.eval()
 
 
-def _with_rys_mapping(gf: gguf_file.GGUFFile, torch_dtype):
-    """The model from rys's GGUF -> HF mapping (hf_convert.gguf_to_hf)."""
+def _write_with_rys_mapping(arch: str, hf: HFTensors, folder: Path, torch_dtype, shard_bytes: int) -> None:
+    """config.json, generation_config.json and the safetensors files of rys's
+    mapping, tensor by tensor (memory: the tensor in flight)."""
     import torch
     import transformers
 
-    arch = gf.arch
+    from .hf_checkpoint import StreamWriter
+
     config_name, model_name = HF_CLASSES[arch]
-    meta = {k: v.value for k, v in gf.fields.items()}
-    cfg, state = gguf_to_hf(arch, meta, Dequantized(gf))
-    for name, key in (("bos_token_id", gguf.Keys.Tokenizer.BOS_ID), ("eos_token_id", gguf.Keys.Tokenizer.EOS_ID),
-                      ("pad_token_id", gguf.Keys.Tokenizer.PAD_ID)):
-        if key in meta:
-            cfg[name] = int(meta[key])
-    config = getattr(transformers, config_name)(**cfg, architectures=[model_name], dtype=torch_dtype)
-    with torch.device("meta"):
+    config = getattr(transformers, config_name)(**hf.config, architectures=[model_name], dtype=torch_dtype)
+    with torch.device("meta"):  # shapes without memory
         model = getattr(transformers, model_name)(config)
-    tensors = {}
-    for name in list(state):  # one f32 array at a time becomes a tensor of the target dtype
-        array = np.require(state.pop(name), np.float32, ["C", "W"])
-        tensors[name] = torch.from_numpy(array).to(torch_dtype)
-    missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
-    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
-    if set(missing) - tied or unexpected:
-        raise RysError(f"rys's {arch} mapping does not fit {model_name}: missing {sorted(set(missing) - tied)}, "
-                       f"unexpected {sorted(unexpected)}")
-    model.tie_weights()
-    return model.eval()
+    shapes = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    if config.tie_word_embeddings:
+        shapes.pop("lm_head.weight", None)
+    wrong = sorted(n for n in hf.sizes if n in shapes and hf.sizes[n] != int(np.prod(shapes[n])))
+    missing, unexpected = sorted(set(shapes) - set(hf.sizes)), sorted(set(hf.sizes) - set(shapes))
+    if missing or unexpected or wrong:
+        raise RysError(f"rys's {arch} mapping does not fit {model_name}: missing {missing}, unexpected "
+                       f"{unexpected}, sizes differ in {wrong}")
+    config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    writer = StreamWriter(folder, _layout(hf, shapes, torch_dtype, shard_bytes), with_index=False)
+    try:  # the generator reads each tensor when the loop reaches it
+        for name, array in hf.arrays:
+            writer.write(name, torch.from_numpy(np.require(array, np.float32, ["C", "W"])).to(torch_dtype))
+            del array  # before the next tensor is read
+    except BaseException:
+        writer.abort()  # the folder is removed by atomic_folder
+        raise
+    writer.close()
+
+
+def _layout(hf: HFTensors, shapes: dict[str, tuple[int, ...]], torch_dtype, shard_bytes: int) -> list:
+    """Where each tensor goes: files of at most shard_bytes (a larger tensor
+    alone), in the order the tensors come; one file is model.safetensors."""
+    import torch
+
+    from .hf_checkpoint import SINGLE, TensorInfo
+
+    dtype, size = ("F32", 4) if torch_dtype == torch.float32 else ("BF16", 2)
+    groups, used = [[]], 0
+    for name, n in hf.sizes.items():
+        if groups[-1] and used + n * size > shard_bytes:
+            groups, used = groups + [[]], 0
+        groups[-1].append(name)
+        used += n * size
+    files = [SINGLE] if len(groups) == 1 else [f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+                                               for i in range(1, len(groups) + 1)]
+    return [TensorInfo(name, dtype, shapes[name], file) for file, group in zip(files, groups) for name in group]

@@ -337,13 +337,6 @@ def metadata(vocab: gguf_file.GGUFFile, job: prune.Job, kept: list[dict[str, lis
     return ours, [(name, v) for name, v in renamed.items() if name not in ours]
 
 
-def _add(keys: list[tuple[str, gguf_file.Value]]) -> Callable[[gguf.GGUFWriter], None]:
-    def add(writer: gguf.GGUFWriter) -> None:
-        for name, v in keys:
-            writer.add_key_value(name, v.value, v.vtype, v.sub_type)
-    return add
-
-
 # --------------------------------------------------------------------------
 # The job
 
@@ -364,7 +357,7 @@ def run(job: prune.Job, vocab: Path, progress: Callable[[int], None] | None = No
     gguf_file.check_output(job.out, force=True, need_bytes=4 * n_params)  # existence was checked by prepare
     provenance = _provenance(job, kept, n_params, time.monotonic() - start)
     with atomic_path(job.out) as tmp:
-        gguf_file.write_arrays(tmp, ours, tensors, _add(theirs))
+        gguf_file.write_arrays(tmp, {**ours, **dict(theirs)}, tensors)
         provenance["seconds"] = round(time.monotonic() - start, 2)
         write_atomic(provenance_path(job.out), prune.provenance_text(provenance).encode())
     return provenance

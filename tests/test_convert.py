@@ -4,8 +4,10 @@ HF -> GGUF goes through llama.cpp's own convert_hf_to_gguf.py; on tiny random
 checkpoints built with transformers' classes, llama.cpp's logits on the
 result must equal torch's (float64 reference, f32 GGUF; measured about 1e-6
 for llama, qwen2, qwen3 and 7e-6 for Qwen3.5, against a 1e-4 bound). GGUF ->
-HF goes through transformers' GGUF loader (llama: the real SmolLM2) or rys's
-own mapping (qwen35), and back again.
+HF goes through rys's own mapping, streamed (qwen35; llama: the real SmolLM2,
+checked against transformers' GGUF loader), or transformers' loader for a
+file rys's mapping does not fit, and back again. test_export_memory.py
+checks the streamed tensors and the memory they take.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from rys import gguf_file  # noqa: E402
 from rys.cli import cli  # noqa: E402
 from rys.errors import RysError  # noqa: E402
+from rys.gguf_file import write_arrays  # noqa: E402
+from rys.hf_convert import hf_to_gguf  # noqa: E402
 from rys.hf_export import loader_for  # noqa: E402
 from support import sp_tokenizer  # noqa: E402
 from support.hf_checkpoints import build_model  # noqa: E402
-from support.hf_models import hf_logits  # noqa: E402
+from support.hf_models import hf_config, hf_logits, hf_tensors, tiny_hf_model  # noqa: E402
+from support.tiny_vocab import add_byte_vocab  # noqa: E402
 from support.llama_ref import llama_logits  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -153,14 +158,14 @@ def test_quantized_gguf_is_dequantized(qwen35, tmp_path):
 
 
 # --------------------------------------------------------------------------
-# SmolLM2: the real model, through transformers' GGUF loader and back
+# SmolLM2: the real model, through rys's llama mapping and back
 
 
 @pytest.fixture(scope="module")
 def smollm2_hf(smollm2, tmp_path_factory):
     out = tmp_path_factory.mktemp("smollm2") / "hf"
     r = convert_ok(smollm2, out, "--outtype", "f32")
-    assert "by transformers' GGUF loader" in r.stderr
+    assert "by rys's llama mapping" in r.stderr
     return out
 
 
@@ -182,6 +187,21 @@ def test_smollm2_to_checkpoint_and_back(smollm2, smollm2_hf, tmp_path):
     back = llama_logits(rt, ids, kv_f32=True)  # f32 both sides: measured 6e-5 over 30 layers
     assert np.abs(back - hf).max() < 1e-3
     assert (back.argmax(-1) == q4.argmax(-1)).all()
+
+
+@pytest.mark.slow
+def test_smollm2_checkpoint_equals_transformers_gguf_loader(smollm2, smollm2_hf):
+    """transformers' own GGUF loader, an independent reading of the Q4_1 file, gives the same weights."""
+    ours = AutoModelForCausalLM.from_pretrained(smollm2_hf, dtype=torch.float32)
+    theirs = AutoModelForCausalLM.from_pretrained(str(smollm2.parent), gguf_file=smollm2.name, dtype=torch.float32)
+    state = theirs.state_dict()
+    assert set(ours.state_dict()) == set(state)
+    assert [k for k, x in ours.state_dict().items() if not torch.equal(x, state[k])] == []
+    # transformers also records where it loaded from and the tokenizer's unknown token; rys, the class
+    mine = {k: v for k, v in ours.config.to_diff_dict().items() if k != "architectures"}
+    other = theirs.config.to_diff_dict()
+    assert mine == {k: v for k, v in other.items() if k not in ("_model_name_or_path", "quantization_config",
+                                                                 "unk_token_id")}
 
 
 # --------------------------------------------------------------------------
@@ -239,6 +259,18 @@ def test_bad_input_is_one_line_and_leaves_nothing(args, message, llama8, tmp_pat
 
 
 def test_an_architecture_neither_loader_knows_is_refused():
-    with pytest.raises(RysError, match="cannot convert architecture 'rwkv7'.*rys maps only qwen35"):
+    with pytest.raises(RysError, match="cannot convert architecture 'rwkv7'.*rys maps only llama, qwen35"):
         loader_for("rwkv7")
-    assert loader_for("llama") == "transformers" and loader_for("qwen35") == "rys"
+    assert loader_for("llama") == loader_for("qwen35") == "rys" and loader_for("qwen2") == "transformers"
+
+
+def test_a_file_rys_cannot_map_goes_to_transformers(tmp_path):
+    """A llama file with a tensor rys's mapping lacks (Llama 3's rope_freqs) converts with transformers' loader."""
+    model = tiny_hf_model("llama", seed=1)
+    meta, tensors = hf_to_gguf("llama", hf_config(model), hf_tensors(model))
+    path = tmp_path / "llama3ish.gguf"
+    write_arrays(path, meta, tensors + [("rope_freqs.weight", np.ones(8, np.float32))], add_byte_vocab)
+    r = convert_ok(path, tmp_path / "hf", "--outtype", "f32")
+    assert "by transformers' GGUF loader" in r.stderr
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32)
+    assert torch.equal(back.model.layers[1].mlp.down_proj.weight, model.model.layers[1].mlp.down_proj.weight)

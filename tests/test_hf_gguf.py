@@ -1,4 +1,5 @@
-"""rys.hf_names and rys.hf_convert without torch: name tables, metadata along a path, bad input.
+"""rys.hf_names and rys.hf_convert without torch: name tables, metadata along a path, bad input,
+GGUF files read as HF tensors one at a time (and every tensor type dequantized).
 
 The numerical proof (llama.cpp vs HF transformers) is test_hf_reference.py.
 """
@@ -9,10 +10,14 @@ import gguf
 import numpy as np
 import pytest
 
+from rys import gguf_file, gguf_tensors
 from rys.arch import RECURRENT_LAYERS
 from rys.errors import RysError
-from rys.hf_convert import gguf_to_hf, hf_to_gguf
+from rys.gguf_file import write_arrays
+from rys.gguf_tensors import read_arrays
+from rys.hf_convert import gguf_to_hf, hf_to_gguf, read_hf
 from rys.hf_names import attention_interval, hf_layer_kinds, tensor_names
+from support.tiny_models import write_raw_types_model
 
 LLAMA = dict(
     vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=4,
@@ -145,3 +150,72 @@ def test_gguf_to_hf_refuses_quantized_data():
     tensors["blk.0.attn_q.weight"] = np.zeros(18, np.uint8)
     with pytest.raises(RysError, match="not f32/f16"):
         gguf_to_hf("llama", meta, tensors)
+
+
+# --------------------------------------------------------------------------
+# GGUF files -> HF tensors, one at a time
+
+
+def _write(path, arch="llama", extra=(), **meta_changes):
+    cfg = dict(CONFIGS[arch], tie_word_embeddings=False)
+    meta, tensors = hf_to_gguf(arch, cfg, _fake_tensors(arch, cfg))
+    write_arrays(path, meta | meta_changes, tensors + list(extra))
+    return gguf_file.read(path)
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_read_hf_reads_each_tensor_once_when_reached(arch, tmp_path, monkeypatch):
+    gf = _write(tmp_path / "m.gguf", arch)
+    reads = []
+    monkeypatch.setattr(gguf_tensors, "read_tensor", lambda fh, t: reads.append(t.name) or gguf_file.read_tensor(fh, t))
+    hf = read_hf(gf)
+    assert reads == []  # config and checks from the header alone
+    first = next(hf.arrays)
+    assert reads == ["token_embd.weight"] and first[0] == "model.embed_tokens.weight"
+    got = dict([first, *hf.arrays])
+    assert sorted(reads) == sorted(t.name for t in gf.tensors)  # every tensor once
+    cfg, whole = gguf_to_hf(arch, *read_arrays(gf.path))
+    assert hf.config == cfg and list(hf.sizes) == list(got) and set(got) == set(whole)
+    for name, x in whole.items():
+        assert np.array_equal(got[name], x) and hf.sizes[name] == x.size, name
+
+
+@pytest.mark.parametrize(
+    "extra,meta,message",
+    [
+        ([("rope_freqs.weight", np.ones(2, np.float32))], {}, "no mapping for tensor 'rope_freqs.weight'"),
+        ([], {"llama.rope.scaling.type": "linear"}, "rope scaling 'linear' is not supported"),
+        ([], {"llama.rope.dimension_count": 2}, "rope on 2 of 4 dimensions"),
+    ],
+)
+def test_read_hf_refuses_before_reading(extra, meta, message, tmp_path):
+    gf = _write(tmp_path / "m.gguf", extra=extra, **meta)
+    with pytest.raises(RysError, match=message):
+        read_hf(gf)
+
+
+@pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")  # random scales
+def test_read_tensor_dequantizes_every_type_gguf_py_does(tmp_path, monkeypatch):
+    """Random bytes of every ggml type, read two rows per step: what gguf-py
+    makes of the whole tensor at once, or RysError where gguf-py cannot."""
+    monkeypatch.setattr(gguf_file, "DEQUANT_STEP", 2 * 512 * 4)  # two rows of 512 values
+    types = [t.name for t in gguf.GGMLQuantizationType]
+    gf = gguf_file.read(write_raw_types_model(tmp_path / "raw.gguf", types, n_layers=1))
+    done, refused = set(), set()
+    with open(gf.path, "rb") as fh:
+        for t in gf.tensors[1:]:
+            qtype = gguf.GGMLQuantizationType(t.ggml_type)
+            raw = np.fromfile(gf.path, np.uint8, count=t.n_bytes, offset=t.offset).reshape(t.shape[1], -1)
+            try:
+                want = gguf.quants.dequantize(raw, qtype)
+            except NotImplementedError:
+                with pytest.raises(RysError, match=f"is {qtype.name}, which gguf-py cannot dequantize"):
+                    gguf_file.read_tensor(fh, t)
+                refused.add(qtype.name)
+                continue
+            got = gguf_file.read_tensor(fh, t)
+            assert got.dtype == np.float32 and got.shape == (t.shape[1], 512) and t.shape[1] > 2
+            np.testing.assert_array_equal(got, want, err_msg=qtype.name)  # NaNs (from random bytes) included
+            done.add(qtype.name)
+    assert {"F32", "F16", "BF16", "Q4_0", "Q8_0", "Q4_K", "Q6_K", "IQ2_XXS", "IQ4_XS", "TQ1_0", "MXFP4"} <= done
+    assert {"I32", "F64"} <= refused and done | refused == set(types)

@@ -43,7 +43,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen
 from rys import rewrite  # noqa: E402
 from rys.arch import RECURRENT_LAYERS  # noqa: E402
 from rys.errors import RysError  # noqa: E402
-from rys.gguf_file import read_arrays, write_arrays  # noqa: E402
+from rys.gguf_file import write_arrays  # noqa: E402
+from rys.gguf_tensors import read_arrays  # noqa: E402
 from rys.hf_convert import gguf_to_hf, hf_to_gguf  # noqa: E402
 from rys.hf_names import tensor_names  # noqa: E402
 

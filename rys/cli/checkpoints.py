@@ -51,9 +51,11 @@ def convert_command(src, out, outtype, force):
     The direction comes from IN:
       IN.gguf   -> OUT folder: config.json, safetensors (dequantized),
                    tokenizer files; AutoModelForCausalLM and AutoTokenizer
-                   load it. transformers' GGUF loader where it knows the
-                   architecture (llama, qwen2, qwen3, gemma3, ...), rys's own
-                   mapping for qwen35.
+                   load it. llama and qwen35 through rys's own mapping,
+                   one tensor at a time (memory: about the largest tensor);
+                   other architectures transformers knows (qwen2, qwen3,
+                   gemma3, ...) through its GGUF loader, which holds the
+                   whole model.
       IN folder -> OUT.gguf, by llama.cpp's own convert_hf_to_gguf.py from
                    the llama.cpp rys builds (`make install` fetches it).
     Needs the [torch] extra. OUT is written to a temporary name beside it and
