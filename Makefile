@@ -13,7 +13,7 @@ export RYS_LLAMA_AMX := $(AMX)
 BUILD_DIR := $(shell RYS_CACHE='$(CACHE)' RYS_LLAMA_AMX='$(AMX)' $(PY) rys/llama_build.py build-dir)
 export RYS_LLAMA_SERVER ?= $(BUILD_DIR)/bin/llama-server
 
-.PHONY: install test test-slow test-all bench bench-probe demo llama-server wheel smollm2 clean
+.PHONY: install test test-slow test-all bench bench-probe demo demo-prune llama-server wheel smollm2 clean
 
 install: $(VENV)/.installed llama-server smollm2
 
@@ -69,6 +69,29 @@ demo: install
 	$(BIN)/rys sweep "$$($(BIN)/python -m rys.assets smollm2)" --preset demo
 	$(BIN)/rys rank $(DEMO)
 	$(BIN)/rys report $(DEMO)
+
+# The torch path on SmolLM2 (README, "The torch path"): GGUF -> HF, prune 15% of the MLP by activation
+# (calibrated on the first 600 KB of wikitext-2's test text), back to GGUF, Q8_0, then rys eval
+# against the unpruned model on 8 chunks of the last 600 KB (no byte in both), rys build of a block
+# and a short rys probe of it. Everything lands in sweeps/demo-prune/ (git-ignored).
+DEMO_PRUNE := sweeps/demo-prune
+WIKITEXT ?= ../shared/datasets/wikitext2/wiki.test.raw
+demo-prune: install
+	@mkdir -p $(DEMO_PRUNE)
+	@start=$$(date +%s); set -e; D=$(DEMO_PRUNE); \
+	 head -c 600000 "$(WIKITEXT)" > $$D/calib.txt; tail -c 600000 "$(WIKITEXT)" > $$D/eval.txt; \
+	 step() { echo "\$$ rys $$*"; $(BIN)/rys "$$@"; }; \
+	 step convert "$$($(BIN)/python -m rys.assets smollm2)" $$D/smollm2-hf --outtype f32 --force; \
+	 step prune $$D/smollm2-hf -o $$D/smollm2-mlp1280-hf --mlp 0.15 --multiple 128 --criterion activation \
+	     --calib $$D/calib.txt --calib-tokens 4096 --force -q; \
+	 step convert $$D/smollm2-hf $$D/smollm2-f16.gguf --outtype f16 --force; \
+	 step convert $$D/smollm2-mlp1280-hf $$D/smollm2-mlp1280-f16.gguf --outtype f16 --force; \
+	 step quantize $$D/smollm2-mlp1280-f16.gguf $$D/smollm2-mlp1280-Q8_0.gguf q8_0 --force; \
+	 step eval $$D/smollm2-f16.gguf $$D/smollm2-mlp1280-Q8_0.gguf --text $$D/eval.txt --chunks 8; \
+	 step build $$D/smollm2-mlp1280-Q8_0.gguf 12-15 --force -q; \
+	 step probe $$D/smollm2-mlp1280-Q8_0-rys_12-15.gguf --mode choice --limit 8 \
+	     --suite math.arith,reasoning.causal,reasoning.date,reasoning.logic,reasoning.navigation; \
+	 t=$$(( $$(date +%s) - start )); printf 'demo-prune: done in %dm %02ds (outputs in %s)\n' $$((t / 60)) $$((t % 60)) $$D
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
