@@ -240,8 +240,8 @@ def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.1f}M"
 
 
-def _ppl(x: float) -> str:
-    return f"{x:.2f}" if x < 1000 else f"{x:,.0f}"
+def _ppl(x: float, err: float) -> str:
+    return f"{x:.2f} ± {err:.2f}" if x < 1000 else f"{x:,.0f} ± {err:,.0f}"
 
 
 def _probe_cell(probe: dict, group: str) -> str:
@@ -266,7 +266,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['config']} | {r['criterion'] or '-'} | {_shape(r)} | {_fmt_params(params)} | "
             f"{size['f16_bytes'] / 1e6:.0f} MB | {size['q8_0_bytes'] / 1e6:.0f} MB | "
-            f"{_ppl(e['ppl_candidate'])} ± {_ppl(e['ppl_candidate_err'])} | "
+            f"{_ppl(e['ppl_candidate'], e['ppl_candidate_err'])} | "
             f"{max(e['kld_mean'], 0.0):.3f} | {max(e['kld_p99'], 0.0):.2f} | "
             f"{100 * e['same_top']:.1f}% | {_probe_cell(r['probe'], 'math')} | "
             f"{_probe_cell(r['probe'], 'reasoning')} | {r['speed']['tokens_per_s']:.0f} |")
