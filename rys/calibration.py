@@ -15,6 +15,7 @@ position is padding and every position counts.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,7 @@ def run_layers(ckpt: Checkpoint, arch: Arch, geo: Geometry, calib: Calibration,
                device: torch.device | None = None) -> Iterator[tuple[int, dict[str, torch.Tensor], LayerStats]]:
     """(layer index, its tensors as stored, its recorded statistics), layer by layer."""
     device = device or default_device()
+    _large_blocks_from_mmap()
     config = hf_config(ckpt)
     kinds = layer_kinds(arch, ckpt.config)
     with torch.inference_mode():
@@ -216,3 +218,14 @@ def run_layers(ckpt: Checkpoint, arch: Arch, geo: Geometry, calib: Calibration,
             del layer
             yield i, tensors, recorder.close()
             del tensors  # before the next layer is read
+
+
+def _large_blocks_from_mmap() -> None:
+    """Have glibc serve blocks of 1 MiB and more with mmap, returned to the OS
+    when freed: a layer's tensors are freed in another order than they came,
+    and in glibc's heap the holes left add up to several layers' worth of RSS
+    (measured: 0.70-1.22 of the memory bound without this, 0.61 with it)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (macOS): its allocator does this itself
+        pass
