@@ -274,3 +274,36 @@ def test_a_file_rys_cannot_map_goes_to_transformers(tmp_path):
     assert "by transformers' GGUF loader" in r.stderr
     back = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32)
     assert torch.equal(back.model.layers[1].mlp.down_proj.weight, model.model.layers[1].mlp.down_proj.weight)
+
+
+# --------------------------------------------------------------------------
+# Pruned checkpoints convert and run in llama.cpp as they run in torch
+
+
+@pytest.mark.parametrize("arch, prune", [
+    ("llama", ["--heads", "2", "--mlp", "32", "--multiple", "32"]),  # 2 of 4 heads: heads x head_dim != hidden
+    ("qwen2", ["--mlp", "32", "--multiple", "32"]),  # MLP only: llama.cpp fixes qwen2's query width
+    ("qwen3", ["--kv-heads", "1", "--mlp", "32", "--multiple", "32"]),
+])
+def test_a_pruned_checkpoint_converts_and_matches_torch(arch, prune, sp_proto, tmp_path):
+    folder, pruned, out = tmp_path / arch, tmp_path / f"{arch}-pruned", tmp_path / f"{arch}-pruned.gguf"
+    build_model(arch, seed=5, vocab_size=sp_tokenizer.N_VOCAB).save_pretrained(folder)
+    sp = sp_tokenizer.write(folder, sp_proto)
+    r = rys("prune", folder, "-o", pruned, "--criterion", "magnitude", "-q", *prune)
+    assert r.exit_code == 0, r.output
+    convert_ok(pruned, out, "--outtype", "f32")
+    model = AutoModelForCausalLM.from_pretrained(pruned, torch_dtype="float32").eval()
+    ids = [sp_tokenizer.BOS_ID] + sp.encode(TEXT)
+    assert np.abs(llama_logits(out, ids, kv_f32=True) - hf_logits(model, ids)).max() < 1e-4
+
+
+def test_a_pruned_qwen35_converts_and_matches_torch(qwen35, tmp_path):
+    _, folder, _, _ = qwen35
+    pruned, out = tmp_path / "qwen35-pruned", tmp_path / "qwen35-pruned.gguf"
+    r = rys("prune", folder, "-o", pruned, "--criterion", "magnitude", "-q", "--heads", "2",
+            "--deltanet-v-heads", "2", "--mlp", "32", "--multiple", "32")
+    assert r.exit_code == 0, r.output
+    convert_ok(pruned, out, "--outtype", "f32")
+    model = AutoModelForCausalLM.from_pretrained(pruned, torch_dtype="float32").eval()
+    ids = qwen35_ids(folder)
+    assert np.abs(llama_logits(out, ids, kv_f32=True) - hf_logits(model, ids)).max() < 1e-4
