@@ -1,5 +1,5 @@
-"""Files rys writes and reads: small files written atomically (beside the
-target, then renamed over it), and TOML data files (probe suites, sweep
+"""Files rys writes and reads: files and folders written atomically (built
+beside the target, then renamed over it), and TOML data files (probe suites, sweep
 presets) read with a one-line error naming the file."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +28,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except OSError as e:
         raise RysError(f"cannot write {path}: {e.strerror}") from None
     # not created here: the writer creates it, with the permissions any new file gets
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.rys-tmp"
+    tmp = _beside(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -41,6 +42,40 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `out` that becomes `out` when the block
+    ends without an exception (Ctrl-C included); otherwise it is removed.
+
+    An existing `out` is replaced only at that last moment.
+    """
+    tmp = _beside(out)
+    old = tmp.with_suffix(".rys-old")
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise RysError(f"cannot write {out}: {e.strerror}") from None
+    try:
+        yield tmp
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old.exists():
+                os.replace(old, out)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _beside(path: Path) -> Path:
+    """A fresh temporary name in the folder of `path` (renames there are atomic)."""
+    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.rys-tmp"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

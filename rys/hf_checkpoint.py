@@ -7,17 +7,14 @@ for. Writing lays out each output file first (names, dtypes and shapes are
 known before any data), writes its header, then puts every tensor at its
 offset when it comes: a copy holds one layer's tensors in memory, whatever
 the size of the model. An output folder is built beside its final place
-and renamed into it at the end (atomic_folder).
+and renamed into it at the end (rys.files.atomic_folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import secrets
-import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,31 +243,3 @@ def check_output(out: Path, source: Path, force: bool) -> None:
         raise RysError(f"the output {out} exists; use --force to replace it")
 
 
-@contextlib.contextmanager
-def atomic_folder(out: Path) -> Iterator[Path]:
-    """Yield an empty folder beside `out` that becomes `out` when the block
-    ends without an exception (Ctrl-C included); otherwise it is removed.
-
-    An existing `out` is replaced only at that last moment. (rys.files.atomic_path
-    does this for files; a folder has to be removed, not unlinked.)
-    """
-    tmp = out.parent / f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.rys-tmp"
-    old = tmp.with_suffix(".rys-old")
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as e:
-        raise RysError(f"cannot write {out}: {e.strerror}") from None
-    try:
-        yield tmp
-        if out.exists():
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old.exists():
-                os.replace(old, out)
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -28,7 +28,7 @@ bf16, tokenizer and generation files) that `AutoModelForCausalLM` and
 
 torch and transformers (the [torch] extra) are imported only inside the
 functions that need them. Folders are written atomically, by
-hf_checkpoint.atomic_folder (a temporary folder renamed over the target).
+rys.files.atomic_folder (a temporary folder renamed over the target).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import numpy as np
 
 from . import gguf_file
 from .errors import RysError
+from .files import atomic_folder
 from .hf_convert import HFTensors, read_hf
 from .hf_names import ARCHITECTURES
 
@@ -134,8 +135,6 @@ def gguf_to_folder(path: Path, out: Path, dtype: str = "bf16", force: bool = Fal
     n_params = sum(int(np.prod(t.shape)) for t in gf.tensors)
     check_folder_output(out, force, need_bytes=n_params * (4 if dtype == "f32" else 2))
     import torch
-
-    from .hf_checkpoint import atomic_folder  # imports torch
 
     torch_dtype = torch.float32 if dtype == "f32" else torch.bfloat16
     with atomic_folder(out) as tmp:

@@ -29,7 +29,8 @@ from typing import Callable
 
 from .calibration import Calibration, load_calibration
 from .errors import RysError
-from .hf_checkpoint import Checkpoint, StreamWriter, TensorInfo, atomic_folder, check_output, write_json
+from .files import atomic_folder
+from .hf_checkpoint import Checkpoint, StreamWriter, TensorInfo, check_output, write_json
 from .hf_names import ATTENTION, DELTANET
 from .importance import CRITERIA, NEEDS_CALIBRATION, LayerScores, importance
 from .prune_rules import (

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from rys.errors import RysError
-from rys.files import atomic_path, read_toml, write_atomic
+from rys.files import atomic_folder, atomic_path, read_toml, write_atomic
 
 
 def test_an_atomic_write_has_the_permissions_of_any_new_file(tmp_path):
@@ -34,3 +34,18 @@ def test_a_bad_toml_file_is_one_line_naming_it(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(RysError, match="cannot read .*missing.toml"):
         read_toml(tmp_path / "missing.toml")
+
+
+def test_a_folder_replaces_the_old_one_only_when_complete(tmp_path):
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"] and (out / "old.txt").is_file()
+    with atomic_folder(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
