@@ -114,7 +114,7 @@ def evaluate(base: str | Path, candidate: str | Path, text: str | Path, ctx: int
     ppl_base = float(final[1])
     return Evaluation(base=str(base), candidate=str(candidate), text=str(text), ctx=stats.pop("ctx"),
                       chunks=stats.pop("chunks"), ppl_base=ppl_base, ppl_base_err=float(final[2]),
-                      ppl_ratio=stats["ppl_candidate"] / ppl_base, **stats)
+                      ppl_ratio=stats["ppl_candidate"] / ppl_base if ppl_base else math.nan, **stats)
 
 
 def parse_kl(out: str, what: str, log: Path) -> dict:

@@ -219,3 +219,27 @@ def test_a_missing_tool_says_to_run_make_install(monkeypatch, tmp_path):
 def test_nan_uncertainties_become_null_in_json(tmp_path):
     stats = parse_kl(KL_OUTPUT.replace("2.371414", "nan"), "llama-perplexity", tmp_path / "x.log")
     assert math.isnan(stats["ppl_candidate_err"])
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TOOL_TEXT = st.one_of(
+    st.text(max_size=2000),
+    st.lists(st.sampled_from(KL_OUTPUT.splitlines() + ["Mean    KLD:   1e999 ±   nan", "Same top p: -inf %",
+                                                        "99.0%   KLD:   " + "9" * 400, "\x00\xff", ""]),
+             max_size=40).map("\n".join),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(out=TOOL_TEXT)
+def test_any_tool_output_parses_or_is_one_rys_error(out, tmp_path):
+    """Whatever llama-perplexity prints (cut short, garbled, absurd numbers), the parsers
+    return figures or raise RysError; they never crash."""
+    assert all(f.count > 0 for f in read_fallbacks(out))
+    try:
+        stats = parse_kl(out, "llama-perplexity", tmp_path / "x.log")
+    except RysError:
+        return
+    assert {"kld_mean", "kld_p99", "same_top", "chunks"} <= set(stats)
