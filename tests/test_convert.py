@@ -186,7 +186,8 @@ def test_smollm2_to_checkpoint_and_back(smollm2, smollm2_hf, tmp_path):
     convert_ok(smollm2_hf, rt, "--outtype", "f32")
     back = llama_logits(rt, ids, kv_f32=True)  # f32 both sides: measured 6e-5 over 30 layers
     assert np.abs(back - hf).max() < 1e-3
-    assert (back.argmax(-1) == q4.argmax(-1)).all()
+    # Q4_1 against f32 (8-bit activations, other kernels on other CPUs): a near tie may flip
+    assert (back.argmax(-1) == q4.argmax(-1)).mean() >= 0.9
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ def test_quantize_q8_0_loads_and_stays_close(llama8, tmp_path):
     assert r.stdout == f"{out}\n" and r.stderr.startswith("Q8_0: ") and "note:" not in r.stderr
     assert types_of(out) == {"F32", "Q8_0"}  # norms stay f32
     ref, got = llama_logits(llama8, TOKENS), llama_logits(out, TOKENS)
-    assert (ref.argmax(-1) == got.argmax(-1)).all()
+    assert (ref.argmax(-1) == got.argmax(-1)).mean() >= 0.9  # a near tie may flip on another CPU's kernels
     assert np.abs(ref - got).max() < 0.25  # Q8_0 weights and activations: measured 0.11 on logits ~2
 
 
