@@ -3,14 +3,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Builds that take minutes live outside the repo, once per machine and per CPU:
-# rys/llama_build.py holds the pin, the compiler flags and the cache layout.
+# rys/llamacpp/build.py holds the pin, the compiler flags and the cache layout.
 CACHE ?= $(HOME)/.cache/rys
 export RYS_CACHE := $(CACHE)
 # ggml's AMX kernels crash on Intel Xeons with AMX (llama.cpp #20824): rys builds
 # llama.cpp without them. `make install AMX=on` builds them back in (a separate cache entry).
 AMX ?= $(or $(RYS_LLAMA_AMX),off)
 export RYS_LLAMA_AMX := $(AMX)
-BUILD_DIR := $(shell RYS_CACHE='$(CACHE)' RYS_LLAMA_AMX='$(AMX)' $(PY) rys/llama_build.py build-dir)
+BUILD_DIR := $(shell RYS_CACHE='$(CACHE)' RYS_LLAMA_AMX='$(AMX)' $(PY) rys/llamacpp/build.py build-dir)
 export RYS_LLAMA_SERVER ?= $(BUILD_DIR)/bin/llama-server
 
 .PHONY: install test test-slow test-all bench bench-probe demo demo-prune llama-server wheel smollm2 clean
@@ -66,7 +66,7 @@ bench-probe: install
 # The README's demo: a sweep of SmolLM2-135M-Instruct (preset sweeps/demo.toml), then its ranking and report.
 DEMO := sweeps/demo/SmolLM2-135M-Instruct.Q4_1
 demo: install
-	$(BIN)/rys sweep "$$($(BIN)/python -m rys.assets smollm2)" --preset demo
+	$(BIN)/rys sweep "$$($(BIN)/python -m rys.llamacpp.assets smollm2)" --preset demo
 	$(BIN)/rys rank $(DEMO)
 	$(BIN)/rys report $(DEMO)
 
@@ -81,7 +81,7 @@ demo-prune: install
 	@start=$$(date +%s); set -e; D=$(DEMO_PRUNE); \
 	 head -c 600000 "$(WIKITEXT)" > $$D/calib.txt; tail -c 600000 "$(WIKITEXT)" > $$D/eval.txt; \
 	 step() { echo "\$$ rys $$*"; $(BIN)/rys "$$@"; }; \
-	 step convert "$$($(BIN)/python -m rys.assets smollm2)" $$D/smollm2-hf --outtype f32 --force; \
+	 step convert "$$($(BIN)/python -m rys.llamacpp.assets smollm2)" $$D/smollm2-hf --outtype f32 --force; \
 	 step prune $$D/smollm2-hf -o $$D/smollm2-mlp1280-hf --mlp 0.15 --multiple 128 --criterion activation \
 	     --calib $$D/calib.txt --calib-tokens 4096 --force -q; \
 	 step convert $$D/smollm2-hf $$D/smollm2-f16.gguf --outtype f16 --force; \

@@ -18,9 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rys.assets import smollm2_path
-from rys.rank import rank
-from rys.results import read
+from rys.llamacpp.assets import smollm2_path
+from rys.search.ranking import rank
+from rys.search.results import read
 
 
 def sweep(model: Path, out: Path, args, halving: bool) -> None:

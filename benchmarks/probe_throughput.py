@@ -4,7 +4,7 @@ Serves SmolLM2-135M-Instruct with llama-server (`--slots` slots) and, in one
 run against that same server, scores the same items:
 
   1. one request at a time, generated (the naive loop);
-  2. the way the sweep does it (`rys.evaluate.ask_all`: `--slots` requests in
+  2. the way the sweep does it (`rys.search.probing.ask_all`: `--slots` requests in
      flight, one pool over all suites, longest token budgets first, a suite's
      prompts together so the server reuses their cached prefix), generated;
   3. the same in choice mode (multiple-choice items read from the first
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import requests
 
-from rys.assets import smollm2_path
-from rys.evaluate import run_suites
-from rys.server import LlamaServer
-from rys.suites import resolve
+from rys.llamacpp.assets import smollm2_path
+from rys.search.probing import run_suites
+from rys.search.serving.server import LlamaServer
+from rys.search.suites import resolve
 
 
 def timed(url: str, selection, concurrency: int, mode: str = "generate") -> tuple[float, int, float]:

@@ -8,7 +8,7 @@ calibration tokens from the first half of wikitext-2's test text) in a
 child process, and prints:
 
   - peak RSS of the child, and its rise above the baseline taken after the
-    imports (python, torch, transformers' llama, rys.prune: ~0.4 GB that
+    imports (python, torch, transformers' llama, rys.checkpoint.prune.uniform: ~0.4 GB that
     any run pays whatever the model);
   - the bound 1.5 x (largest layer + embeddings) + calibration buffers,
     computed from the checkpoint: layer and embedding sizes as stored
@@ -46,7 +46,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RYS = Path(sys.executable).parent / "rys"
 WIKITEXT = Path("/work/shared/datasets/wikitext2/wiki.test.raw")
-SEQ_LEN = 512  # rys.calibration.SEQ_LEN
+SEQ_LEN = 512  # rys.checkpoint.prune.calibration.SEQ_LEN
 SHARD_BYTES = 1 << 30  # the synthetic checkpoint's shards hold at most this much
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
@@ -134,7 +134,7 @@ def smollm2_tokenizer(work: Path) -> Path:
     """A folder with SmolLM2's tokenizer: `rys convert` of the test asset (cached in work)."""
     folder = work / "smollm2-hf"
     if not (folder / "tokenizer.json").exists():
-        out = subprocess.run([sys.executable, "-m", "rys.assets", "smollm2"], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-m", "rys.llamacpp.assets", "smollm2"], capture_output=True, text=True,
                              check=True).stdout.strip()
         subprocess.run([str(RYS), "convert", out, str(folder), "--outtype", "bf16", "--force"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -187,7 +187,7 @@ def child(model: Path, out: Path, calib: Path, tokens: int) -> None:
     import torch  # noqa: F401
     import transformers.models.llama.modeling_llama  # noqa: F401
 
-    from rys.prune import Request, parse_amount, prepare, run
+    from rys.checkpoint.prune.uniform import Request, parse_amount, prepare, run
 
     baseline = _status("VmHWM")
     step = [0]

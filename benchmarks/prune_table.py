@@ -20,7 +20,7 @@ One run, every row measured the same way, through rys's own commands:
      the four reasoning suites are read from option probabilities and pooled
      here as "reasoning"; reasoning.gsm8k is left out: SmolLM2-135M scores 0
      on it and it generates 384 tokens per item, half the probe's time), and
-     decode speed: llama-server (1 slot, rys.server as `rys serve` runs it)
+     decode speed: llama-server (1 slot, rys.search.serving.server as `rys serve` runs it)
      generating 256 tokens with ignore_eos, 5 times after a warm-up, the
      median of its own `timings.predicted_per_second` (prompt speed beside).
 
@@ -118,7 +118,7 @@ def decode_speed(gguf: Path, log: Path, n_predict: int = 256, runs: int = 5) -> 
     """llama-server's own timings for a fixed-length generation, one slot (median of `runs`)."""
     import requests
 
-    from rys.server import LlamaServer
+    from rys.search.serving.server import LlamaServer
 
     prompt = "The history of the city begins"
     gen, pp = [], []
@@ -188,8 +188,8 @@ def _sizes(f16: Path, q8: Path, log: Path) -> dict:
 
 
 def _probe(gguf: Path, rows: Path, args, log: Path) -> dict:
-    from rys.evaluate import summarise
-    from rys.suites import resolve
+    from rys.search.probing import summarise
+    from rys.search.suites import resolve
 
     start = time.monotonic()
     out = json.loads(rys("probe", gguf, "--suite", PROBE_SUITES, "--limit", args.limit, "--mode", "choice",
@@ -324,7 +324,7 @@ def main() -> None:
     ap.add_argument("--remeasure-speed", action="store_true",
                     help="measure tokens per second again for every finished row, back to back (machines are noisy)")
     args = ap.parse_args()
-    from rys.assets import smollm2_path
+    from rys.llamacpp.assets import smollm2_path
 
     work = args.work
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -358,7 +358,7 @@ def main() -> None:
             print(f"{name} ...", flush=True)
             t0 = time.monotonic()
             if name == "base":
-                from rys.hf_checkpoint import Checkpoint
+                from rys.checkpoint.hf.folder import Checkpoint
 
                 row.data["params"] = sum(t.numel for t in Checkpoint(hf_base).tensors.values())
                 gguf = base_f16

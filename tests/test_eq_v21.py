@@ -10,17 +10,17 @@ from click.testing import CliRunner
 from support.fake_openai import responder_for
 
 from support import tiny_models
-from rys import evaluate
+from rys.search import probing
 from rys.cli import cli
-from rys.errors import RysError
-from rys.extract import parse_ratings
-from rys.results import Store
-from rys.scorers import score_text
-from rys.suites import resolve
-from rys.suites.core import Item
-from rys.suites.eq import without_revision
-from rys.suites.loaders import load_eqbench
-from rys.sweep import Sweep, SweepConfig
+from rys.core.errors import RysError
+from rys.search.extract import parse_ratings
+from rys.search.results import Store
+from rys.search.scorers import score_text
+from rys.search.suites import resolve
+from rys.search.suites.core import Item
+from rys.search.suites.eq import without_revision
+from rys.search.suites.loaders import load_eqbench
+from rys.search.sweep import Sweep, SweepConfig
 
 EMOTIONS = ["Remorseful", "Indifferent", "Affectionate", "Annoyed"]
 GOT = {"Remorseful": 0, "Indifferent": 3, "Affectionate": 0, "Annoyed": 8}
@@ -121,7 +121,7 @@ def test_eqbench_file_every_prompt_is_edited(datasets):
 
 @pytest.mark.parametrize("flag, tokens, revised", [([], 60, False), (["--eq-revise"], 600, True)])
 def test_probe_asks_eq_as_told(fake_openai, monkeypatch, flag, tokens, revised):
-    monkeypatch.setattr(evaluate, "clock", lambda: 0.0)
+    monkeypatch.setattr(probing, "clock", lambda: 0.0)
     fake_openai.responder = responder_for(resolve("eq", limit=3, eq_revise=revised), "generate", "right")
     r = CliRunner().invoke(cli, ["probe", "--url", fake_openai.url, "--suite", "eq", "--limit", "3", *flag])
     assert r.exit_code == 0, r.output

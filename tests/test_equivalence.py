@@ -7,8 +7,8 @@ import pytest
 
 from support import tiny_models
 from support.llama_ref import llama_logits
-from rys import rewrite
-from rys.model import load
+from rys.surgery import rewrite
+from rys.core.model import load
 
 # The per-layer kinds array each rewrite must write, worked out by hand from the
 # path (qwen35: D Gated DeltaNet, A full attention, M MTP; gemma3: S sliding

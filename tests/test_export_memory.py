@@ -36,10 +36,10 @@ from support.tiny_models import LAYER_TENSORS, Dims, source_kind  # noqa: E402
 from support.tiny_vocab import N_VOCAB  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from rys import gguf_file  # noqa: E402
-from rys.gguf_tensors import read_arrays  # noqa: E402
-from rys.hf_convert import gguf_to_hf  # noqa: E402
-from rys.hf_export import gguf_to_folder  # noqa: E402
+from rys.core import gguf_file  # noqa: E402
+from rys.core.gguf_tensors import read_arrays  # noqa: E402
+from rys.checkpoint.hf.mapping import gguf_to_hf  # noqa: E402
+from rys.checkpoint.hf.from_gguf import gguf_to_folder  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -165,7 +165,7 @@ def test_export_equals_transformers_gguf_loader(mixed, tmp_path):
 CHILD = """
 import json, resource, sys
 from pathlib import Path
-from rys.hf_export import gguf_to_folder
+from rys.checkpoint.hf.from_gguf import gguf_to_folder
 
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)

@@ -2,8 +2,7 @@
 
 import pytest
 
-from rys.extract import (answer_phrase, extract_label, extract_text, final_number, label_probs,
-                         parse_emotions, parse_number, strip_think)
+from rys.search.extract import (answer_phrase, extract_label, extract_text, final_number, label_probs, parse_emotions, parse_number, strip_think)
 
 
 @pytest.mark.parametrize("text, expected", [

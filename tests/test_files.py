@@ -1,11 +1,11 @@
-"""rys.files: atomic writes leave the whole file or nothing, with normal permissions."""
+"""rys.core.files: atomic writes leave the whole file or nothing, with normal permissions."""
 
 import os
 
 import pytest
 
-from rys.errors import RysError
-from rys.files import atomic_folder, atomic_path, read_toml, write_atomic
+from rys.core.errors import RysError
+from rys.core.files import atomic_folder, atomic_path, read_toml, write_atomic
 
 
 def test_an_atomic_write_has_the_permissions_of_any_new_file(tmp_path):

@@ -1,4 +1,4 @@
-"""rys/gguf_file.py is the only module that reads or writes the GGUF format.
+"""rys/core/gguf_file.py is the only module that reads or writes the GGUF format.
 
 Other modules may import gguf for its tables (gguf.Keys, MODEL_TENSOR,
 GGUFValueType, GGMLQuantizationType...) but never name gguf-py's reader or
@@ -14,7 +14,7 @@ import pytest
 
 import rys
 
-GATEWAY = "gguf_file.py"
+GATEWAY = "core/gguf_file.py"
 FORMAT_NAMES = {"GGUFReader", "GGUFWriter"}
 FORMAT_MODULES = {"gguf.gguf_reader", "gguf.gguf_writer"}
 PACKAGE = Path(rys.__file__).parent

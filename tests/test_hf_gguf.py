@@ -1,4 +1,4 @@
-"""rys.hf_names and rys.hf_convert without torch: name tables, metadata along a path, bad input,
+"""rys.checkpoint.hf.names and rys.checkpoint.hf.mapping without torch: name tables, metadata along a path, bad input,
 GGUF files read as HF tensors one at a time (and every tensor type dequantized).
 
 The numerical proof (llama.cpp vs HF transformers) is test_hf_reference.py.
@@ -10,13 +10,13 @@ import gguf
 import numpy as np
 import pytest
 
-from rys import gguf_file, gguf_tensors
-from rys.arch import RECURRENT_LAYERS
-from rys.errors import RysError
-from rys.gguf_file import write_arrays
-from rys.gguf_tensors import read_arrays
-from rys.hf_convert import gguf_to_hf, hf_to_gguf, read_hf
-from rys.hf_names import attention_interval, hf_layer_kinds, tensor_names
+from rys.core import gguf_file, gguf_tensors
+from rys.core.arch import RECURRENT_LAYERS
+from rys.core.errors import RysError
+from rys.core.gguf_file import write_arrays
+from rys.core.gguf_tensors import read_arrays
+from rys.checkpoint.hf.mapping import gguf_to_hf, hf_to_gguf, read_hf
+from rys.checkpoint.hf.names import attention_interval, hf_layer_kinds, tensor_names
 from support.tiny_models import write_raw_types_model
 
 LLAMA = dict(

@@ -1,6 +1,6 @@
-"""Independent reference: HF transformers vs llama.cpp on GGUFs from rys.hf_convert.
+"""Independent reference: HF transformers vs llama.cpp on GGUFs from rys.checkpoint.hf.mapping.
 
-Tiny seeded Llama and Qwen3.5 models are converted with rys.hf_convert (with
+Tiny seeded Llama and Qwen3.5 models are converted with rys.checkpoint.hf.mapping (with
 and without a layer path) and run by llama.cpp; HF runs the same weights
 with its decoder-layer list rearranged by the path. Logits must agree.
 
@@ -40,13 +40,13 @@ from support.hf_models import (  # noqa: E402
 from support.tiny_vocab import BOS_ID, add_byte_vocab  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen3_5TextConfig  # noqa: E402
 
-from rys import rewrite  # noqa: E402
-from rys.arch import RECURRENT_LAYERS  # noqa: E402
-from rys.errors import RysError  # noqa: E402
-from rys.gguf_file import write_arrays  # noqa: E402
-from rys.gguf_tensors import read_arrays  # noqa: E402
-from rys.hf_convert import gguf_to_hf, hf_to_gguf  # noqa: E402
-from rys.hf_names import tensor_names  # noqa: E402
+from rys.surgery import rewrite  # noqa: E402
+from rys.core.arch import RECURRENT_LAYERS  # noqa: E402
+from rys.core.errors import RysError  # noqa: E402
+from rys.core.gguf_file import write_arrays  # noqa: E402
+from rys.core.gguf_tensors import read_arrays  # noqa: E402
+from rys.checkpoint.hf.mapping import gguf_to_hf, hf_to_gguf  # noqa: E402
+from rys.checkpoint.hf.names import tensor_names  # noqa: E402
 
 TOKENS = [BOS_ID, *b"Hello, worl"]  # 12 ids
 

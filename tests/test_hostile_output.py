@@ -22,20 +22,18 @@ from hypothesis import strategies as st
 from support.shared_data import DATASETS
 
 from support import tiny_models
-from rys import evaluate
+from rys.search import probing
 from rys.cli import cli
 from rys.cli.serving import write_jsonl_atomic
-from rys.client import ChatClient, ItemFailed, Reply
-from rys.errors import RysError
-from rys.evaluate import run_suites
-from rys.extract import (answer_phrase, extract_label, extract_text, final_number, label_probs, numbers,
-                         parse_emotions, parse_number, parse_ratings, strip_think)
-from rys.results import Store
-from rys.scorers import (EQ_FLOOR, eq_item_score, eq_suite_score, numbers_equal, partial_credit, score_range,
-                         score_text, score_value, suite_score)
-from rys.suites import resolve
-from rys.suites.core import Item
-from rys.suites.loaders import load_bbh, load_eqbench, load_gsm8k
+from rys.search.serving.client import ChatClient, ItemFailed, Reply
+from rys.core.errors import RysError
+from rys.search.probing import run_suites
+from rys.search.extract import (answer_phrase, extract_label, extract_text, final_number, label_probs, numbers, parse_emotions, parse_number, parse_ratings, strip_think)
+from rys.search.results import Store
+from rys.search.scorers import (EQ_FLOOR, eq_item_score, eq_suite_score, numbers_equal, partial_credit, score_range, score_text, score_value, suite_score)
+from rys.search.suites import resolve
+from rys.search.suites.core import Item
+from rys.search.suites.loaders import load_bbh, load_eqbench, load_gsm8k
 
 EMOTIONS = ["Remorseful", "Indifferent", "Affectionate", "Annoyed"]
 HOSTILE = hostile_texts(EMOTIONS)
@@ -351,7 +349,7 @@ def test_an_exception_while_scoring_fails_only_that_item(fake_openai, monkeypatc
     sel = resolve("math.arith,eq", limit=4)
     fake_openai.responder = lambda p: "The answer is 5\n" + "\n".join(
         f"{e}: 5" for e in emotions_in(p["messages"][-1]["content"]))
-    real = evaluate.score_text
+    real = probing.score_text
     victims = {sel.suites[0].items[1].id, sel.suites[1].items[2].id}
 
     def flaky(it, text):
@@ -359,7 +357,7 @@ def test_an_exception_while_scoring_fails_only_that_item(fake_openai, monkeypatc
             raise ZeroDivisionError("a scorer bug")
         return real(it, text)
 
-    monkeypatch.setattr(evaluate, "score_text", flaky)
+    monkeypatch.setattr(probing, "score_text", flaky)
     res = run_suites(fake_openai.url, sel, concurrency=1)
     failed = [r for r in res.rows if r["error"]]
     assert [r["id"] for r in failed] == [sel.suites[0].items[1].id, sel.suites[1].items[2].id]
@@ -372,7 +370,7 @@ def test_an_exception_while_scoring_fails_only_that_item(fake_openai, monkeypatc
 
 def test_scoring_failures_are_not_a_broken_server(fake_openai, monkeypatch):
     fake_openai.responder = lambda p: "The answer is 5"
-    monkeypatch.setattr(evaluate, "score_text", lambda it, text: 1 / 0)
+    monkeypatch.setattr(probing, "score_text", lambda it, text: 1 / 0)
     res = run_suites(fake_openai.url, "math.arith", limit=8, concurrency=1)  # no fail-fast, no "every request failed"
     assert res.summaries[0]["failed"] == 8 and res.summaries[0]["score"] == 0.0
 
@@ -413,7 +411,7 @@ def test_chaos_through_rys_probe(fake_openai, tmp_path, args):
 
 
 class ChaosServer:
-    """Stands in for rys.server.LlamaServer: every candidate is 'served' by the chaos stand-in."""
+    """Stands in for rys.search.serving.server.LlamaServer: every candidate is 'served' by the chaos stand-in."""
 
     url = None
 
@@ -431,11 +429,11 @@ class ChaosServer:
 
 
 def test_chaos_through_rys_sweep_and_rank(fake_openai, tmp_path, monkeypatch):
-    import rys.server
+    import rys.search.serving.server
 
     fake_openai.responder = chaos_responder()
     ChaosServer.url = fake_openai.url
-    monkeypatch.setattr(rys.server, "LlamaServer", ChaosServer)
+    monkeypatch.setattr(rys.search.serving.server, "LlamaServer", ChaosServer)
     model = tiny_models.write_model(tmp_path / "m.gguf", "llama", 8)
     out = tmp_path / "sweep"
     r = CliRunner().invoke(cli, ["sweep", str(model), "--blocks", "0-1,4-5", "--suite", "math,eq,reasoning",

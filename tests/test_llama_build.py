@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rys import llama_build
+from rys.llamacpp import build as llama_build
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 AMX_SYMBOL = "ggml_backend_amx_mul_mat"

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from support import tiny_models
-from rys import llama_child
+from rys.llamacpp import child as llama_child
 from rys.cli import cli
-from rys.errors import RysError
+from rys.core.errors import RysError
 
 SMALL = tiny_models.Dims(n_embd=16, n_ff=32, n_head=2, n_head_kv=1, head_dim=8)
 
@@ -101,7 +101,7 @@ def deep300(tmp_path_factory):
 @pytest.mark.parametrize("prefilter", [[], ["--prefilter", "kl", "--kl-threshold", "1000"]],
                          ids=["server-start", "kl-prefilter"])
 def test_sweep_records_a_crashing_candidate_and_goes_on(deep300, tmp_path, prefilter):
-    from rys.results import Store
+    from rys.search.results import Store
 
     out = tmp_path / "s"
     r = CliRunner().invoke(cli, ["sweep", str(deep300), "--blocks", "0-255,0-1", *prefilter,

@@ -32,13 +32,13 @@ pytest.importorskip("sentencepiece")
 from click.testing import CliRunner  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from rys import per_layer  # noqa: E402
+from rys.checkpoint.prune import per_layer  # noqa: E402
 from rys.cli import cli  # noqa: E402
-from rys.errors import RysError  # noqa: E402
-from rys.hf_names import ATTENTION  # noqa: E402
-from rys.importance import LayerScores  # noqa: E402
-from rys.prune import Request, parse_amount  # noqa: E402
-from rys.prune_rules import HEADS, KV_HEADS, MLP, Geometry  # noqa: E402
+from rys.core.errors import RysError  # noqa: E402
+from rys.checkpoint.hf.names import ATTENTION  # noqa: E402
+from rys.checkpoint.prune.importance import LayerScores  # noqa: E402
+from rys.checkpoint.prune.uniform import Request, parse_amount  # noqa: E402
+from rys.checkpoint.prune.rules import HEADS, KV_HEADS, MLP, Geometry  # noqa: E402
 from support import sp_tokenizer  # noqa: E402
 from support.hf_checkpoints import CALIB_TEXT, build_model, write_checkpoint  # noqa: E402
 from support.hf_models import hf_logits  # noqa: E402

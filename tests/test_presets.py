@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from support import tiny_models
-from rys import presets
+from rys.search import presets
 from rys.cli import cli
 from rys.cli.search import preset_settings, sweep_command
-from rys.errors import RysError
-from rys.report import sweep_command as reproduce_line
-from rys.results import Store
+from rys.core.errors import RysError
+from rys.search.report import sweep_command as reproduce_line
+from rys.search.results import Store
 
 
 def settings(preset: str, *argv: str) -> dict:

@@ -7,16 +7,16 @@ import pytest
 from click.testing import CliRunner
 from support.fake_openai import responder_for
 
-from rys import evaluate
+from rys.search import probing
 from rys.cli import cli
-from rys.suites import resolve
+from rys.search.suites import resolve
 
 SPEC = "math.arith,eq,reasoning.date"
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch):
-    monkeypatch.setattr(evaluate, "clock", lambda: 0.0)  # seconds print as 0.0s
+    monkeypatch.setattr(probing, "clock", lambda: 0.0)  # seconds print as 0.0s
 
 
 def probe(*args):

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from rys.errors import RysError
-from rys.suites import resolve
-from rys.suites.loaders import load_bbh, load_eqbench, load_gsm8k
+from rys.core.errors import RysError
+from rys.search.suites import resolve
+from rys.search.suites.loaders import load_bbh, load_eqbench, load_gsm8k
 
 BBH_TASKS = {
     "boolean_expressions": ("False", "True"),

@@ -8,12 +8,12 @@ import pytest
 from support.fake_openai import FakeOpenAI, responder_for
 from support.shared_data import DATASETS
 
-from rys import evaluate
-from rys.client import ChatClient
-from rys.errors import RysError
-from rys.bootstrap import bootstrap_ci
-from rys.evaluate import run_suites, user_message
-from rys.suites import resolve
+from rys.search import probing
+from rys.search.serving.client import ChatClient
+from rys.core.errors import RysError
+from rys.search.bootstrap import bootstrap_ci
+from rys.search.probing import run_suites, user_message
+from rys.search.suites import resolve
 
 BBH = ["boolean_expressions", "causal_judgement", "date_understanding", "logical_deduction_five_objects",
        "logical_deduction_three_objects", "multistep_arithmetic_two", "navigate"]
@@ -210,7 +210,7 @@ def test_seconds_span_first_request_to_last_answer(fake_openai, monkeypatch):
     sel = resolve("math", limit=2)
     fake_openai.responder = responder_for(sel, "generate", "right")
     answered = iter([100.0, 103.0, 111.0, 113.0, 122.0])  # the run's start, then each answer
-    monkeypatch.setattr(evaluate, "clock", lambda: next(answered))
+    monkeypatch.setattr(probing, "clock", lambda: next(answered))
     request = iter([0.0, 5.0, 10.0, 14.0, 20.0, 21.0, 30.0, 35.0])  # latencies 5, 4, 1, 5
     client = ChatClient(fake_openai.url, clock=lambda: next(request))
     res = run_suites(fake_openai.url, sel, concurrency=1, client=client)

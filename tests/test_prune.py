@@ -24,7 +24,7 @@ pytest.importorskip("transformers", minversion="5.2")
 
 from support.hf_checkpoints import build_model, load, logits, token_ids, write_checkpoint  # noqa: E402
 
-from rys.prune import Request, parse_amount, prepare, run  # noqa: E402
+from rys.checkpoint.prune.uniform import Request, parse_amount, prepare, run  # noqa: E402
 
 TOL = 1e-6
 AMOUNTS = {"heads": "0.5", "kv_heads": "1", "mlp": "0.25", "v_heads": "0.5"}
@@ -235,7 +235,7 @@ def test_reader_holds_one_layer_at_a_time(sources, tmp_path, monkeypatch):
     and when it is called no tensor from an earlier call is still alive."""
     import weakref
 
-    from rys import hf_checkpoint
+    from rys.checkpoint.hf import folder as hf_checkpoint
 
     calls, alive = [], []
     real = hf_checkpoint.Checkpoint.read

@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(model, args, message, models, 
 
 
 def test_an_interrupted_prune_leaves_nothing(models, tmp_path, monkeypatch):
-    from rys import hf_checkpoint
+    from rys.checkpoint.hf import folder as hf_checkpoint
 
     out = tmp_path / "o"
     out.mkdir()
@@ -137,6 +137,6 @@ def test_help_names_every_option():
 
 def test_the_cli_lists_the_library_criteria():
     from rys.cli.prune import CRITERIA as cli_criteria
-    from rys.importance import CRITERIA
+    from rys.checkpoint.prune.importance import CRITERIA
 
     assert cli_criteria == CRITERIA

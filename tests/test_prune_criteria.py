@@ -14,11 +14,11 @@ pytest.importorskip("transformers", minversion="5.2")
 
 from support.hf_checkpoints import CALIB_TEXT, build_model, write_checkpoint  # noqa: E402
 
-from rys.calibration import SEQ_LEN, load_calibration  # noqa: E402
-from rys.hf_checkpoint import Checkpoint  # noqa: E402
-from rys.importance import importance  # noqa: E402
-from rys.prune import Request, parse_amount, prepare, run  # noqa: E402
-from rys.prune_rules import arch_of, geometry  # noqa: E402
+from rys.checkpoint.prune.calibration import SEQ_LEN, load_calibration  # noqa: E402
+from rys.checkpoint.hf.folder import Checkpoint  # noqa: E402
+from rys.checkpoint.prune.importance import importance  # noqa: E402
+from rys.checkpoint.prune.uniform import Request, parse_amount, prepare, run  # noqa: E402
+from rys.checkpoint.prune.rules import arch_of, geometry  # noqa: E402
 
 SCALE = 8.0
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rys import gguf_file, llama_tools
+from rys.core import gguf_file
+from rys.llamacpp import tools as llama_tools
 from rys.cli import cli
-from rys.errors import RysError
-from rys.perplexity import parse_kl
-from rys.quantize import quant_types, read_fallbacks
+from rys.core.errors import RysError
+from rys.checkpoint.perplexity import parse_kl
+from rys.checkpoint.quantize import quant_types, read_fallbacks
 from support.llama_ref import TOKENS, llama_logits
 
 

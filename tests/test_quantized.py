@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import requests
 
-from rys import llama_build
-from rys.model import load
-from rys.prefilter import mean_kl, next_token_logprobs
-from rys.server import LlamaServer
-from rys.verify import verify
+from rys.llamacpp import build as llama_build
+from rys.core.model import load
+from rys.search.prefilter import mean_kl, next_token_logprobs
+from rys.search.serving.server import LlamaServer
+from rys.surgery.verify import verify
 
 # quantization: (a tensor type the file must hold, largest mean KL from the Q4_1 reference in nats)
 # Measured on this model: Q8_0 0.005, Q4_K_M 0.06, Q4_0 0.33 (requantizing Q4_1 to Q4_0 loses most).

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from support import rank_data as rd
 from rys.cli import cli
-from rys.errors import RysError
-from rys.bootstrap import paired_delta, resampled_scores
-from rys.rank import rank
-from rys.stats import pareto_front
-from rys.scorers import suite_score
+from rys.core.errors import RysError
+from rys.search.bootstrap import paired_delta, resampled_scores
+from rys.search.ranking import rank
+from rys.search.stats import pareto_front
+from rys.search.scorers import suite_score
 
 GROUPS = ("math", "eq", "reasoning")
 REPO = Path(__file__).resolve().parents[1]

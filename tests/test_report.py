@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from support import rank_data as rd
 from rys.cli import cli
-from rys.rank import rank
-from rys.report import heatmap_grid, sweep_command, write_report
+from rys.search.ranking import rank
+from rys.search.report import heatmap_grid, sweep_command, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None

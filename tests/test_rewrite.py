@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from support import tiny_models
-from rys import gguf_file, rewrite
-from rys.errors import RysError
-from rys.model import load
+from rys.core import gguf_file
+from rys.surgery import rewrite
+from rys.core.errors import RysError
+from rys.core.model import load
 
 RAW_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_K", "Q4_K", "Q6_K", "Q2_K", "IQ4_XS", "IQ2_XXS", "IQ3_S", "TQ2_0", "MXFP4"]
 

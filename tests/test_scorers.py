@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from rys.scorers import eq_item_score, eq_penalty, eq_suite_score, partial_credit, score_text, suite_score
-from rys.suites.core import Item
+from rys.search.scorers import (eq_item_score, eq_penalty, eq_suite_score, partial_credit, score_text, suite_score)
+from rys.search.suites.core import Item
 
 
 @pytest.mark.parametrize("answer, estimate, expected", [

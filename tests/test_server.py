@@ -1,4 +1,4 @@
-"""rys.server and `rys serve` against the real llama-server from `make llama-server`.
+"""rys.search.serving.server and `rys serve` against the real llama-server from `make llama-server`.
 
 Every test that starts a server checks afterwards, with `ps`, that no process
 of the server's group is left (zombies count as gone: only their parent can
@@ -23,9 +23,10 @@ from click.testing import CliRunner
 
 from support import tiny_models
 from support.processes import default_sigint
-from rys import launcher, llama_child, reaper, server
+from rys.search.serving import launcher, reaper, server
+from rys.llamacpp import child as llama_child
 from rys.cli import cli
-from rys.errors import RysError
+from rys.core.errors import RysError
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}  # children import this checkout's rys
@@ -75,7 +76,7 @@ def wait_gone(pgid: int, seconds: float) -> bool:
 
 @pytest.fixture
 def spawned(monkeypatch):
-    """Every process rys.server starts during the test (servers and reapers)."""
+    """Every process rys.search.serving.server starts during the test (servers and reapers)."""
     procs: list[subprocess.Popen] = []
     real = subprocess.Popen
 
@@ -336,7 +337,7 @@ def test_binary_that_cannot_run(llama8, tmp_path, spawned):
 
 CHILD = textwrap.dedent("""
     import json, sys, time
-    from rys.server import LlamaServer
+    from rys.search.serving.server import LlamaServer
     with LlamaServer(sys.argv[1], log_path=sys.argv[2], threads=1, ctx=256) as srv:
         print(json.dumps({"pid": srv.pid}), flush=True)
         time.sleep(60)
@@ -424,7 +425,7 @@ def test_serve_until_ctrl_c(smollm2, tmp_path):
 def test_fallback_server_answers_the_probes(smollm2, tmp_path, spawned, monkeypatch):
     """With no llama-server binary, llama-cpp-python's own server is started
     instead, with a warning, and the probes work against it in both modes."""
-    from rys.evaluate import run_suites
+    from rys.search.probing import run_suites
 
     def no_binary(explicit=None):
         raise RysError("no llama-server found")

@@ -5,9 +5,9 @@ import pytest
 from click.testing import CliRunner
 
 from support.llama_ref import llama_logits
-from rys import rewrite
+from rys.surgery import rewrite
 from rys.cli import cli
-from rys.model import load
+from rys.core.model import load
 
 PROMPT_TOKENS = None
 

@@ -1,7 +1,7 @@
 import pytest
 
-from rys import spec as specs
-from rys.errors import RysError
+from rys.surgery import spec as specs
+from rys.core.errors import RysError
 
 
 @pytest.mark.parametrize("spec,n,expected", [

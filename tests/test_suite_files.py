@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from support.fake_openai import responder_for, right_text, wrong_text
 
-from rys import evaluate
+from rys.search import probing
 from rys.cli import cli
-from rys.errors import RysError
-from rys.suites import ALIASES, resolve
-from rys.suites.catalog import packaged_dir
+from rys.core.errors import RysError
+from rys.search.suites import ALIASES, resolve
+from rys.search.suites.catalog import packaged_dir
 
 README = Path(__file__).parent.parent / "probes" / "README.md"
 # A suite file that is all right; tests break it one key at a time.
@@ -29,7 +29,7 @@ def isolated(tmp_path, monkeypatch):
     """Run in an empty folder with no RYS_PROBES, seconds frozen at 0.0."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RYS_PROBES", raising=False)
-    monkeypatch.setattr(evaluate, "clock", lambda: 0.0)
+    monkeypatch.setattr(probing, "clock", lambda: 0.0)
 
 
 def example() -> str:
@@ -61,7 +61,7 @@ def probe(*args):
 # choices, answer kind, scoring, version, meta) of resolve(spec, limit, seed,
 # eq_revise) for every limit in (None, 3, 16, 40), seed in (0, 1, 7) and
 # eq_revise in (False, True). Measured on the code before the suites became
-# files (rys/suites/*.py + rys/probes_data/*.json, commit 3bf3777) with this
+# files (rys/search/suites/*.py + rys/probes_data/*.json, commit 3bf3777) with this
 # very function, and unchanged after: sweep folders of that code still resume.
 DIGESTS = {
     "math": "5c642e22ef4e98e51ede980a1c6822ba5629b5b247e4e4ab5bce1712608c068f",
@@ -112,7 +112,7 @@ def test_a_suite_file_in_probes_is_asked_and_scored(fake_openai, tmp_path):
 
 def _mixed(selection, right_ids: set[str]):
     """Answers the items of `right_ids` right and every other item wrong."""
-    items = {evaluate.user_message(s, it, "generate"): it for s in selection.suites for it in s.items}
+    items = {probing.user_message(s, it, "generate"): it for s in selection.suites for it in s.items}
 
     def respond(payload):
         item = items[payload["messages"][-1]["content"]]

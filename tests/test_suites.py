@@ -11,10 +11,10 @@ from importlib import resources
 
 import pytest
 
-from rys.errors import RysError
-from rys.suites import ALIASES, resolve
-from rys.suites.catalog import packaged_files
-from rys.suites.mathgen import draw
+from rys.core.errors import RysError
+from rys.search.suites import ALIASES, resolve
+from rys.search.suites.catalog import packaged_files
+from rys.search.suites.mathgen import draw
 
 N = 40
 BUILTIN = ["math.arith", "math.word", "eq", "reasoning.causal", "reasoning.date", "reasoning.logic",

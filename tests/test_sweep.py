@@ -13,13 +13,13 @@ from click.testing import CliRunner
 
 from support import tiny_models
 from support.processes import default_sigint
-from rys import scratch
+from rys.search import scratch
 from rys.cli import cli
-from rys.errors import RysError
-from rys.results import Store
-from rys.candidates import block_specs, shard_of
-from rys.results import BASELINE
-from rys.sweep import Sweep, SweepConfig
+from rys.core.errors import RysError
+from rys.search.results import Store
+from rys.search.candidates import block_specs, shard_of
+from rys.search.results import BASELINE
+from rys.search.sweep import Sweep, SweepConfig
 
 RYS = [sys.executable, "-m", "rys.cli"]
 

@@ -19,13 +19,13 @@ from support.fake_openai import FakeOpenAI, right_text, wrong_text
 from support.shared_data import DATASETS
 
 from support import tiny_models
-from rys import server
+from rys.search.serving import server
 from rys.cli import cli
-from rys.errors import RysError
-from rys.evaluate import user_message
-from rys.results import Store
-from rys.suites import resolve
-from rys.results import BASELINE
+from rys.core.errors import RysError
+from rys.search.probing import user_message
+from rys.search.results import Store
+from rys.search.suites import resolve
+from rys.search.results import BASELINE
 
 FINAL = {"ok", "failed", "skipped", "pruned"}
 BLOCKS = ["0-1", "2-3", "4-5", "6-7"]
@@ -46,7 +46,7 @@ def candidate_of(model: Path, stem: str) -> str:
 
 
 class StandIn:
-    """Takes the place of rys.server.LlamaServer for a sweep: serves `model` as
+    """Takes the place of rys.search.serving.server.LlamaServer for a sweep: serves `model` as
     a FakeOpenAI that answers each item of `items` (prompt -> item) as well as
     the candidate in the file would."""
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from support import tiny_models
-from rys import rewrite
+from rys.surgery import rewrite
 from rys.cli import cli
 
 

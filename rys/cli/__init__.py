@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..errors import RysError
+from ..core.errors import RysError
 from .checkpoints import convert_command, eval_command, quantize_command
 from .prune import prune_command
 from .search import rank_command, report_command, sweep_command

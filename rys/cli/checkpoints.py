@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..text import human_bytes
+from ..core.text import human_bytes
 from .common import sigterm_as_interrupt
 
 
@@ -66,7 +66,7 @@ def convert_command(src, out, outtype, force):
       rys convert SmolLM2-135M-Instruct.Q4_1.gguf smollm2-hf --outtype f32
       rys convert smollm2-pruned smollm2-pruned.gguf --outtype f16
     """
-    from ..convert import convert
+    from ..checkpoint.convert import convert
 
     sigterm_as_interrupt()
     status = _Status("converting")
@@ -100,7 +100,7 @@ def quantize_command(src, out, qtype, allow_requantize, force):
       rys quantize model-f16.gguf model-Q4_K_M.gguf Q4_K_M
       rys quantize model-f16.gguf model-Q8_0.gguf q8_0 --force
     """
-    from ..quantize import quantize
+    from ..checkpoint.quantize import quantize
 
     sigterm_as_interrupt()
     status = _Status("quantizing")
@@ -159,7 +159,7 @@ def eval_command(base, candidate, text, ctx, chunks, threads, as_json):
       rys eval model-f16.gguf model-Q4_K_M.gguf --text wiki.test.raw --chunks 40
       rys eval base.gguf pruned.gguf --text wiki.test.raw --json
     """
-    from ..perplexity import evaluate
+    from ..checkpoint.perplexity import evaluate
 
     sigterm_as_interrupt()
     status = _Status("llama-perplexity")

@@ -10,7 +10,7 @@ import click
 
 from .common import sigterm_as_interrupt
 
-CRITERIA = ("activation", "wanda", "magnitude", "random")  # rys.importance.CRITERIA, without importing torch
+CRITERIA = ("activation", "wanda", "magnitude", "random")  # rys.checkpoint.prune.importance.CRITERIA, without importing torch
 UNIT_NAMES = {"heads": "query heads", "kv_heads": "KV heads", "mlp": "MLP", "v_heads": "DeltaNet v-heads"}
 
 
@@ -97,9 +97,9 @@ def prune_command(model_dir, out, heads, kv_heads, mlp, v_heads, criterion, cali
       rys prune SmolLM2-135M -o smol-nonuniform.gguf --per-layer --heads 0.25 \\
           --mlp 0.25 --calib wiki.train.raw
     """
-    from .. import per_layer as deci
-    from ..convert import vocab_only
-    from ..prune import Request, parse_amount, prepare, run
+    from ..checkpoint.prune import per_layer as deci
+    from ..checkpoint.convert import vocab_only
+    from ..checkpoint.prune.uniform import Request, parse_amount, prepare, run
 
     sigterm_as_interrupt()
     amounts = {k: parse_amount(v, f"--{o}") if v is not None else None

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..errors import RysError
-from ..presets import Preset, load_preset
+from ..core.errors import RysError
+from ..search.presets import Preset, load_preset
 from .common import sigterm_as_interrupt
 
 # Options of `rys sweep` that are not sweep settings (and so not in a preset).
@@ -74,7 +74,7 @@ def sweep_command(ctx, model, preset, block, stride, start, end, blocks, suite, 
       rys sweep model.gguf --blocks 27-30,28-31 --suite math,eq --limit 40 --holdout 40
       rys rank sweeps/seed-pass1/Qwen3.5-4B-Q4_K_M
     """
-    from ..sweep import Events, Sweep, SweepConfig
+    from ..search.sweep import Events, Sweep, SweepConfig
 
     sigterm_as_interrupt()
     settings = dict(block=block, stride=stride, start=start, end=end, blocks=blocks, suite=suite, limit=limit,
@@ -126,7 +126,7 @@ def _progress_events():
     """tqdm bars on stderr: one over candidates, one over the items of the current candidate."""
     from tqdm import tqdm
 
-    from ..sweep import Events
+    from ..search.sweep import Events
 
     bars = {}
 
@@ -178,8 +178,8 @@ def rank_command(dirs, by, form, suites, seed):
       rys rank shard1/ shard2/ --by reasoning
       rys rank sweeps/SmolLM2 --format json > ranking.json
     """
-    from ..rank import rank
-    from ..rank_format import render
+    from ..search.ranking import rank
+    from ..search.ranking_output import render
 
     ranking = rank(list(dirs), by, suites=suites, seed=seed)
     for note in ranking.notes:
@@ -207,7 +207,7 @@ def report_command(dirs, out, by, seed):
       rys report sweeps/Qwen3.5-4B-Q4_K_M
       rys report shard1/ shard2/ -o REPORT.md
     """
-    from ..report import write_report
+    from ..search.report import write_report
 
     click.echo(str(write_report(list(dirs), out, by=by, seed=seed)))
 

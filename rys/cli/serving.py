@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import RysError
-from ..files import write_atomic
+from ..core.errors import RysError
+from ..core.files import write_atomic
 from .common import sigterm_as_interrupt
 
 
@@ -80,7 +80,7 @@ def serve_command(model, port, host, ctx, slots, threads, server_bin, log_path, 
       rys serve Qwen3.5-4B-Q4_K_M-rys_27-30.gguf
       rys serve model.gguf --port 9000 --slots 4 -- --reasoning off
     """
-    from ..server import LlamaServer
+    from ..search.serving.server import LlamaServer
 
     sigterm_as_interrupt()
     srv = LlamaServer(model, log_path=log_path, port=port, host=host, slots=slots, ctx=ctx,
@@ -135,7 +135,7 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, eq_revi
     """
     from tqdm import tqdm
 
-    from ..evaluate import run_suites
+    from ..search.probing import run_suites
 
     bar = tqdm(total=0, unit="item", disable=None, leave=False)
 
@@ -152,7 +152,7 @@ def probe_command(model_file, url, spec, limit, seed, mode, concurrency, eq_revi
             check_writable(out)
         with contextlib.ExitStack() as stack:
             if model_file is not None:
-                from ..server import LlamaServer
+                from ..search.serving.server import LlamaServer
 
                 log = Path(tempfile.gettempdir()) / f"rys-probe-{os.getpid()}.log"
                 srv = stack.enter_context(LlamaServer(model_file, log_path=log, slots=concurrency,

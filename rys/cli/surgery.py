@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from .. import spec as specs
-from ..text import human_bytes
+from ..surgery import spec as specs
+from ..core.text import human_bytes
 from .common import print_layer_map, sigterm_as_interrupt
 
 
@@ -56,7 +56,7 @@ def inspect_command(model, as_json):
     Example:
       rys inspect Qwen3.5-4B-Q4_K_M.gguf --json
     """
-    from ..model import load
+    from ..core.model import load
 
     d = load(model).summary()
     if as_json:
@@ -106,7 +106,7 @@ def build_command(model, spec, out, layout, force, quiet):
       rys build model.gguf 1-2,5-6 -o model-two-blocks.gguf
       rys build model.gguf 'path:0-9,12-31' --force
     """
-    from ..rewrite import prepare, write_plan
+    from ..surgery.rewrite import prepare, write_plan
 
     sigterm_as_interrupt()
     p, out_path = prepare(model, spec, out, layout, force)  # every check before the progress bar
@@ -146,7 +146,7 @@ def verify_command(model, tokens, prompt, as_json):
     Example:
       rys verify Qwen3.5-4B-Q4_K_M-rys_27-30.gguf
     """
-    from ..verify import verify as do_verify
+    from ..surgery.verify import verify as do_verify
 
     report = do_verify(model, prompt=prompt, n_tokens=tokens)
     if as_json:

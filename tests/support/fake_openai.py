@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rys.evaluate import user_message
+from rys.search.probing import user_message
 
 
 class FakeOpenAI:

@@ -8,7 +8,7 @@ here, so import this module only where those are available):
 - hf_logits(model, token_ids, path=None): logits [n_tokens, n_vocab] with
   the decoder layers run in the order `path` (source layer indices).
 - write_hf_gguf(model, gguf_path, layer_path=None): the model as an f32 GGUF
-  (byte vocabulary from tests/support/tiny_vocab.py), via rys.hf_convert.
+  (byte vocabulary from tests/support/tiny_vocab.py), via rys.checkpoint.hf.mapping.
 - llama_cpp_logits(gguf_path, token_ids): llama.cpp's logits for the file.
 """
 
@@ -24,8 +24,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3_5ForCausalLM, Qwen3_5TextConfig
 
 from support.llama_ref import llama_logits
-from rys.gguf_file import write_arrays
-from rys.hf_convert import hf_to_gguf
+from rys.core.gguf_file import write_arrays
+from rys.checkpoint.hf.mapping import hf_to_gguf
 from support.tiny_vocab import N_VOCAB, add_byte_vocab
 
 # One thread on each side: the models are tiny, and on a busy 2-core machine
@@ -147,7 +147,7 @@ def hf_logits(
 
 
 def write_hf_gguf(model: torch.nn.Module, gguf_path: str | Path, layer_path: Sequence[int] | None = None) -> Path:
-    """Convert the model with rys.hf_convert and write it as an f32 GGUF."""
+    """Convert the model with rys.checkpoint.hf.mapping and write it as an f32 GGUF."""
     arch = "llama" if isinstance(model, LlamaForCausalLM) else "qwen35"
     meta, tensors = hf_to_gguf(arch, hf_config(model), hf_tensors(model), layer_path=layer_path)
     write_arrays(gguf_path, meta, tensors, add_byte_vocab)

@@ -1,6 +1,6 @@
 """Logits from llama.cpp (through llama-cpp-python) for a list of token ids.
 
-llama.cpp runs in a child process (rys.llama_child), so a crash in one of
+llama.cpp runs in a child process (rys.llamacpp.child), so a crash in one of
 its kernels fails one test with the signal's name instead of killing pytest."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rys import llama_child
+from rys.llamacpp import child as llama_child
 
 TOKENS = [257, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 84]  # BOS + "Hello, world!\nT"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rys.results import CandidateRecord, Store
+from rys.search.results import CandidateRecord, Store
 
 N_LAYERS = 8
 MODEL = {"file": "tiny.gguf", "path": "/models/tiny.gguf", "size": 10_000, "header_sha256": "ab12",

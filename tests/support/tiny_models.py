@@ -18,7 +18,7 @@ import gguf
 import numpy as np
 
 from support.tiny_vocab import N_VOCAB, add_byte_vocab
-from rys.arch import RECURRENT_LAYERS
+from rys.core.arch import RECURRENT_LAYERS
 
 NAMES = gguf.TENSOR_NAMES
 MT = gguf.MODEL_TENSOR

@@ -1,0 +1,1 @@
+"""The torch path on HF checkpoints: HF <-> GGUF, pruning, conversion, quantization, perplexity."""

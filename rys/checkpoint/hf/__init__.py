@@ -1,0 +1,1 @@
+"""HF checkpoints and their GGUF counterparts: tensor layouts, names, mapping, folders."""
